@@ -1,0 +1,15 @@
+"""rewardscope: watch the reward signal of GRPO fine-tuning runs.
+
+Usage::
+
+    from rewardscope import RewardMonitor, RewardFunctionSpec
+"""
+
+__version__ = "0.1.0"
+
+from .metrics.functions import LEGACY_REWARD_FUNCTIONS, RewardFunctionSpec  # noqa: E402
+from .metrics.layout import StepMetrics  # noqa: E402
+from .metrics.step import StepInputError  # noqa: E402
+from .monitor import RewardMonitor  # noqa: E402
+
+__all__ = ["RewardMonitor", "RewardFunctionSpec", "StepMetrics", "StepInputError", "LEGACY_REWARD_FUNCTIONS", "__version__"]

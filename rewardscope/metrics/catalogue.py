@@ -1,0 +1,230 @@
+"""The metric catalogue: one declarative table of every metric rewardscope exports.
+
+Everything that names a metric derives from this table: the Prometheus collector,
+the run store's columns, the W&B/TensorBoard keys, the generated dashboards, the
+compiled alert rules and the README's metric reference. Tests fail when any of
+them names a metric the catalogue does not define.
+
+Each entry says *what the number means*: the help text is the definition, so a
+reader of a dashboard can check that two runs with different batch sizes or
+reward signs are comparable.
+
+Usage::
+
+    from rewardscope.metrics.catalogue import CATALOGUE, metric
+    spec = metric("grpo_reward_mean")
+    print(spec.kind, spec.help)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class Kind(str, Enum):
+    """Prometheus metric type of a catalogue entry."""
+
+    GAUGE = "gauge"
+    COUNTER = "counter"
+    HISTOGRAM = "histogram"
+    INFO = "info"
+
+
+class Scope(str, Enum):
+    """Which label set a series carries besides ``run_id``."""
+
+    RUN = "run"  # run_id only
+    FUNCTION = "function"  # run_id, reward_fn
+    EXTRA = "extra"  # run_id plus the labels listed in ``extra_labels``
+
+
+@dataclass(frozen=True)
+class MetricSpec:
+    """One metric: its exposed name, type, unit, definition and labels.
+
+    ``stored`` marks per-step gauges written to the run store's steps.jsonl;
+    ``legacy_key`` is the W&B/TensorBoard key of the system we replace
+    (``{fn}`` stands for the reward function name).
+    """
+
+    name: str
+    kind: Kind
+    unit: str
+    help: str
+    scope: Scope = Scope.RUN
+    extra_labels: tuple[str, ...] = ()
+    stored: bool = False
+    legacy_key: str | None = None
+    group: str = "reward"
+    # Measured on some steps only (eval accuracy): /metrics keeps the last measured value.
+    sticky: bool = False
+
+    @property
+    def labels(self) -> tuple[str, ...]:
+        base: tuple[str, ...] = ("run_id",)
+        if self.scope is Scope.FUNCTION:
+            base += ("reward_fn",)
+        return base + self.extra_labels
+
+    def exposed_names(self) -> tuple[str, ...]:
+        """Every sample name this metric produces in the exposition format."""
+        if self.kind is Kind.HISTOGRAM:
+            return (self.name + "_bucket", self.name + "_sum", self.name + "_count")
+        return (self.name,)
+
+
+def _gauge(name: str, unit: str, help: str, *, scope: Scope = Scope.RUN, legacy: str | None = None,
+           group: str = "reward", stored: bool = True, extra_labels: tuple[str, ...] = ()) -> MetricSpec:
+    return MetricSpec(name, Kind.GAUGE, unit, help, scope, extra_labels, stored, legacy, group)
+
+
+def _counter(name: str, unit: str, help: str, *, scope: Scope = Scope.RUN, group: str = "reward",
+             extra_labels: tuple[str, ...] = ()) -> MetricSpec:
+    return MetricSpec(name, Kind.COUNTER, unit, help, scope, extra_labels, False, None, group)
+
+
+def _histogram(name: str, unit: str, help: str, *, scope: Scope = Scope.RUN, group: str = "reward") -> MetricSpec:
+    return MetricSpec(name, Kind.HISTOGRAM, unit, help, scope, (), False, None, group)
+
+
+F = Scope.FUNCTION
+
+CATALOGUE: tuple[MetricSpec, ...] = (
+    # --- liveness and run identity -------------------------------------------------
+    _gauge("grpo_step", "steps", "Training step of the latest recorded step.", group="liveness"),
+    _gauge("grpo_last_step_timestamp_seconds", "seconds",
+           "Unix time at which the latest step was recorded; time() minus this is the time since the run last made progress.",
+           group="liveness"),
+    _gauge("grpo_group_size", "completions", "Completions sampled per prompt (G) in the latest step.", group="liveness"),
+    MetricSpec("grpo_run_info", Kind.INFO, "", "Constant 1 with the run's metadata as labels (model, trainer, reward functions, rewardscope version).",
+               Scope.EXTRA, ("model", "trainer", "reward_functions", "version"), False, None, "liveness"),
+    _counter("grpo_steps_total", "steps", "Steps recorded by this process.", group="liveness"),
+    _counter("grpo_samples_total", "samples", "Completions (samples) recorded by this process, finite or not.", group="liveness"),
+    _counter("grpo_tokens_total", "tokens", "Tokens processed (prompt plus completion), as reported by the trainer.", group="liveness"),
+    _counter("grpo_skipped_steps_total", "steps",
+             "Steps rejected by record_step, by reason (step_not_increasing, empty_batch, length_mismatch, group_size_mismatch, unknown_function, missing_function, not_numeric).",
+             extra_labels=("reason",), group="liveness"),
+    _histogram("grpo_step_duration_seconds", "seconds",
+               "Wall time between two consecutive recorded steps of this process.", group="liveness"),
+    # --- combined reward ----------------------------------------------------------------
+    _gauge("grpo_reward_mean", "reward",
+           "Mean over the batch of the combined reward, the weighted sum over reward functions of each completion's rewards. Completions with a non-finite reward are excluded.",
+           legacy="rewards/mean"),
+    _gauge("grpo_reward_std", "reward", "Population standard deviation over the batch of the combined reward.", legacy="rewards/std"),
+    _gauge("grpo_reward_min", "reward", "Smallest combined reward in the batch.", legacy="rewards/min"),
+    _gauge("grpo_reward_max", "reward", "Largest combined reward in the batch.", legacy="rewards/max"),
+    _gauge("grpo_reward_batch_sum", "reward", "Sum over the batch of the combined reward (grows with batch size; prefer the mean to compare runs).",
+           legacy="rewards/total"),
+    _gauge("grpo_reward_variance", "reward^2", "Population variance over the batch of the combined reward.", legacy="rewards/variance"),
+    _gauge("grpo_reward_signal_to_noise", "ratio",
+           "GRPO signal-to-noise: pooled within-group standard deviation of the combined reward divided by its batch standard deviation. "
+           "GRPO learns only from differences between completions of the same prompt, so 1 means all reward spread is usable signal, "
+           "0 means no completion is distinguished from its siblings (spread only between prompts, or none). "
+           "Invariant to the reward's sign, offset, scale and the batch size; absent when G = 1 or the batch has no spread.",
+           legacy="rewards/signal_to_noise"),
+    _gauge("grpo_reward_entropy_ratio", "ratio",
+           "Normalised Shannon entropy of the combined reward over 10 equal-width bins spanning the declared combined reward range "
+           "(the batch's own min..max when a function declares no range), with the Miller-Madow small-sample correction, "
+           "divided by ln 10. 0 = every completion gets the same reward, 1 = rewards spread evenly over the range. Does not grow with batch size.",
+           legacy="rewards/entropy"),
+    _gauge("grpo_reward_nonfinite_samples", "samples",
+           "Completions in the latest step whose combined reward is not finite because at least one function returned NaN or infinity.",
+           group="reward"),
+    _histogram("grpo_reward_value", "reward",
+               "Distribution of the combined reward per completion; buckets span the declared combined range."),
+    # --- per reward function ------------------------------------------------------------
+    _gauge("grpo_reward_fn_mean", "reward", "Mean of the function's finite rewards in the batch (unweighted).", scope=F,
+           legacy="rewards/functions/{fn}"),
+    _gauge("grpo_reward_fn_std", "reward", "Population standard deviation of the function's finite rewards in the batch.", scope=F,
+           legacy="rewards/functions/{fn}_std"),
+    _gauge("grpo_reward_fn_min", "reward", "Smallest finite reward of the function in the batch.", scope=F),
+    _gauge("grpo_reward_fn_max", "reward", "Largest finite reward of the function in the batch.", scope=F),
+    _gauge("grpo_reward_fn_contribution_ratio", "ratio",
+           "Share of the absolute weighted reward mass: |weight * sum of the function's rewards| divided by the sum of that over all functions. "
+           "Between 0 and 1, sums to 1 over functions, defined for negative and zero totals (0 for every function when all rewards are 0).",
+           scope=F, legacy="contributions/{fn}"),
+    _gauge("grpo_reward_fn_weight", "ratio", "Weight of the function in the combined reward (0 = monitor-only 'gold' reward).", scope=F,
+           stored=False),
+    _gauge("grpo_reward_fn_nonfinite", "samples", "Non-finite (NaN or infinite) rewards the function returned in the latest step.", scope=F),
+    _counter("grpo_reward_fn_nonfinite_total", "samples", "Non-finite rewards the function returned, excluded from every statistic.", scope=F),
+    _histogram("grpo_reward_fn_value", "reward",
+               "Distribution of the function's finite rewards; buckets span the function's declared range. _sum is the running sum of its rewards.",
+               scope=F),
+    # --- GRPO group signals ---------------------------------------------------------------
+    _gauge("grpo_group_zero_std_ratio", "ratio",
+           "Share of prompt groups whose G combined rewards are all equal: such groups get zero advantage and give no learning signal.",
+           group="groups"),
+    _gauge("grpo_group_reward_std_mean", "reward", "Mean over prompt groups of the within-group population standard deviation of the combined reward.",
+           group="groups"),
+    _gauge("grpo_reward_fn_group_zero_std_ratio", "ratio", "Share of prompt groups whose G rewards from this function are all equal.", scope=F,
+           group="groups"),
+    _gauge("grpo_reward_fn_group_std_mean", "reward", "Mean over prompt groups of the within-group standard deviation of this function's rewards.",
+           scope=F, group="groups"),
+    _gauge("grpo_reward_fn_group_all_max_ratio", "ratio",
+           "Share of prompt groups in which every completion gets the function's declared maximum (saturated). Absent when no maximum is declared.",
+           scope=F, group="groups"),
+    _gauge("grpo_reward_fn_group_all_min_ratio", "ratio",
+           "Share of prompt groups in which every completion gets the function's declared minimum. Absent when no minimum is declared.",
+           scope=F, group="groups"),
+    # --- training dynamics (when the trainer passes them) -----------------------------------
+    _gauge("grpo_kl", "nats", "KL divergence of the policy from the reference policy, per token, as passed by the trainer.",
+           legacy="training/kl_divergence", group="training"),
+    _gauge("grpo_policy_entropy", "nats", "Mean per-token entropy of the policy over the completions, as passed by the trainer.",
+           legacy="training/policy_entropy", group="training"),
+    _gauge("grpo_advantage_mean", "advantage", "Mean of the per-completion advantages.", legacy="training/advantage_mean", group="training"),
+    _gauge("grpo_advantage_std", "advantage", "Population standard deviation of the per-completion advantages.", legacy="training/advantage_std",
+           group="training"),
+    _gauge("grpo_clip_ratio", "ratio", "Share of tokens whose probability ratio was clipped by the surrogate objective.",
+           legacy="training/clip_ratio", group="training"),
+    _gauge("grpo_grad_norm", "norm", "Gradient norm before clipping.", legacy="training/grad_norm", group="training"),
+    _gauge("grpo_loss", "loss", "Training loss of the step.", legacy="training/loss", group="training"),
+    _gauge("grpo_learning_rate", "rate", "Learning rate used for the step.", legacy="training/learning_rate", group="training"),
+    _gauge("grpo_completion_length_mean_tokens", "tokens", "Mean completion length in tokens.", legacy="training/completion_length",
+           group="training"),
+    _gauge("grpo_completion_truncated_ratio", "ratio",
+           "Share of completions that reached the generation length limit (truncated before an end-of-sequence token).",
+           legacy="training/truncated_ratio", group="training"),
+    MetricSpec("grpo_eval_accuracy_ratio", Kind.GAUGE, "ratio",
+               "Accuracy on the held-out evaluation split, from the latest step that ran an evaluation.",
+               stored=True, legacy_key="eval/accuracy", group="training", sticky=True),
+    _histogram("grpo_completion_length_tokens", "tokens", "Distribution of completion lengths in tokens.", group="training"),
+    # --- trends and alerts ---------------------------------------------------------------------
+    _gauge("grpo_metric_slope_per_step", "unit/step",
+           "Least-squares slope, per training step, of another metric over its last window_steps recorded steps; published for every trend alert rule so that Prometheus and the in-process evaluator agree.",
+           scope=Scope.EXTRA, extra_labels=("metric", "reward_fn", "window_steps"), stored=False, group="alerts"),
+    _gauge("grpo_reward_hacking_suspected", "bool",
+           "1 while the reward-hacking detector suspects the policy is gaming a reward (proxy rewards rising while correctness falls), else 0.",
+           group="alerts"),
+    _gauge("grpo_alert_firing", "bool", "1 while the in-process alert engine holds the alert firing for this run.", scope=Scope.EXTRA,
+           extra_labels=("alertname", "severity"), stored=False, group="alerts"),
+    _counter("grpo_alerts_fired_total", "alerts", "Alerts the in-process engine fired (transitions to firing).", extra_labels=("alertname", "severity"),
+             group="alerts"),
+    # --- the exporter's own health ---------------------------------------------------------------
+    _counter("rewardscope_sink_errors_total", "errors", "Errors raised by a sink (wandb, tensorboard, jsonl, ...); the run goes on.",
+             extra_labels=("sink",), group="exporter"),
+    _counter("rewardscope_record_seconds_total", "seconds", "Time spent inside record_step (computation and every sink).", group="exporter"),
+    _counter("rewardscope_scrapes_total", "scrapes", "Times the Prometheus collector was collected.", group="exporter"),
+)
+
+_BY_NAME = {spec.name: spec for spec in CATALOGUE}
+if len(_BY_NAME) != len(CATALOGUE):  # pragma: no cover - guards edits of the table
+    raise RuntimeError("duplicate metric name in the catalogue")
+
+
+def metric(name: str) -> MetricSpec:
+    """Return the catalogue entry called ``name``; KeyError names the unknown metric."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise KeyError(f"metric {name!r} is not in the rewardscope catalogue") from None
+
+
+def exposed_sample_names() -> frozenset[str]:
+    """Every sample name (with _bucket/_sum/_count for histograms) the exporter can produce."""
+    return frozenset(n for spec in CATALOGUE for n in spec.exposed_names())
+
+
+def stored_metrics(scope: Scope) -> tuple[MetricSpec, ...]:
+    """Per-step gauges of the given scope that the run store keeps, in catalogue order."""
+    return tuple(s for s in CATALOGUE if s.stored and s.scope is scope and s.kind is Kind.GAUGE)

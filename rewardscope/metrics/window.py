@@ -1,0 +1,75 @@
+"""Bounded per-step history: the last W stored rows, and slopes over them.
+
+Memory is O(window), never O(steps). The run store on disk is the full history.
+
+Usage::
+
+    import numpy as np
+    from rewardscope.metrics.window import RollingWindow
+    w = RollingWindow(width=1, capacity=3)
+    for step, v in enumerate([1.0, 2.0, 4.0, 8.0]):
+        w.append(step, np.array([v]))
+    w.column(0).tolist()        # [2.0, 4.0, 8.0]
+    w.slope(0, last=2)          # 4.0 per step
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+class RollingWindow:
+    """Ring buffer of the latest ``capacity`` rows with their step numbers."""
+
+    def __init__(self, width: int, capacity: int) -> None:
+        if capacity < 1:
+            raise ValueError("window capacity must be at least 1")
+        self.capacity = capacity
+        self._rows = np.full((capacity, width), np.nan)
+        self._steps = np.zeros(capacity, dtype=np.int64)
+        self._next = 0
+        self._size = 0
+
+    def __len__(self) -> int:
+        return self._size
+
+    def append(self, step: int, row: np.ndarray) -> None:
+        self._rows[self._next] = row
+        self._steps[self._next] = step
+        self._next = (self._next + 1) % self.capacity
+        self._size = min(self._size + 1, self.capacity)
+
+    def _order(self, last: int | None) -> np.ndarray:
+        n = self._size if last is None else min(last, self._size)
+        return (np.arange(self._next - n, self._next)) % self.capacity
+
+    def steps(self, last: int | None = None) -> np.ndarray:
+        return self._steps[self._order(last)]
+
+    def column(self, index: int, last: int | None = None) -> np.ndarray:
+        """Values of one column, oldest first (NaN where absent)."""
+        return self._rows[self._order(last), index]
+
+    def rows(self, last: int | None = None) -> np.ndarray:
+        return self._rows[self._order(last)]
+
+    def slope(self, index: int, last: int) -> float | None:
+        """Least-squares slope per step of a column over its last ``last`` rows.
+
+        None until the window holds ``last`` rows with at least two present values:
+        a trend over fewer points than asked for would fire on noise.
+        """
+        if self._size < last:
+            return None
+        order = self._order(last)
+        y = self._rows[order, index]
+        x = self._steps[order].astype(np.float64)
+        present = ~np.isnan(y)
+        if present.sum() < 2:
+            return None
+        x, y = x[present], y[present]
+        x = x - x.mean()
+        denominator = float(x @ x)
+        if denominator == 0.0:
+            return None
+        return float(x @ (y - y.mean())) / denominator
