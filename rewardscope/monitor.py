@@ -99,7 +99,8 @@ class RewardMonitor:
         info = {"model": "", "trainer": "", **dict(run_info or {})}
         info.setdefault("reward_functions", ",".join(self._names))
         info.setdefault("version", __version__)
-        self.state = RunState.create(run_id, self.specs, run_info=info, max_completion_length=max_completion_length)
+        self.state = RunState.create(run_id, self.specs, self._table.buckets, run_info=info,
+                                     max_completion_length=max_completion_length)
         self.layout = self.state.layout
 
         self.alert_engine: AlertEvaluator | None = self._make_alert_engine(alerts)
@@ -189,17 +190,25 @@ class RewardMonitor:
         missing = [n for n in self._names if rewards_by_function.get(n) is None]
         if missing:
             raise StepInputError("missing_function", f"no rewards for {missing}; every declared function must be passed each step")
-        arrays = []
-        for name in self._names:
+        matrix = None
+        for row, name in enumerate(self._names):
+            values = rewards_by_function[name]
             try:
-                arrays.append(np.asarray(rewards_by_function[name], dtype=np.float64).reshape(-1))
-            except (TypeError, ValueError):
-                raise StepInputError("not_numeric", f"rewards of {name!r} are not numbers") from None
-        lengths = {a.size for a in arrays}
-        if len(lengths) > 1:
-            detail = ", ".join(f"{n}={a.size}" for n, a in zip(self._names, arrays))
-            raise StepInputError("length_mismatch", f"reward arrays have different lengths: {detail}")
-        return np.stack(arrays)
+                if not isinstance(values, np.ndarray):
+                    values = np.asarray(values, dtype=np.float64)
+                if values.ndim != 1:
+                    raise StepInputError("not_numeric", f"rewards of {name!r} must be a 1-D array, got shape {values.shape}")
+                if matrix is None:
+                    matrix = np.empty((len(self._names), values.size))
+                elif values.size != matrix.shape[1]:
+                    sizes = ", ".join(f"{n}={np.size(rewards_by_function[n])}" for n in self._names)
+                    raise StepInputError("length_mismatch", f"reward arrays have different lengths: {sizes}")
+                matrix[row] = values
+            except (TypeError, ValueError) as error:
+                if isinstance(error, StepInputError):
+                    raise
+                raise StepInputError("not_numeric", f"rewards of {name!r} are not numbers: {error}") from None
+        return matrix
 
     def record_step(self, step: int, rewards_by_function: Mapping[str, Any], *, group_size: int | None = None,
                     kl: float | None = None, policy_entropy: float | None = None, advantages: Any = None,
@@ -257,7 +266,7 @@ class RewardMonitor:
         monotonic = time.monotonic()
         duration = None if self._last_monotonic is None else monotonic - self._last_monotonic
         self._last_monotonic = monotonic
-        self._update_state(metrics, stats, rewards, arrays, slopes, events, tokens, duration)
+        self._update_state(metrics, stats, rewards.shape[1], arrays, slopes, events, tokens, duration)
 
         self.fanout.write_step(metrics)
         if events:
@@ -271,22 +280,16 @@ class RewardMonitor:
             self.state.counters["rewardscope_record_seconds_total"] += time.perf_counter() - started
         return metrics
 
-    def _update_state(self, metrics: StepMetrics, stats, rewards: np.ndarray, arrays, slopes, events, tokens, duration) -> None:
+    def _update_state(self, metrics: StepMetrics, stats, n_samples: int, arrays, slopes, events, tokens, duration) -> None:
         s = self.state
         with s.lock:
             s.latest = s.carry_sticky(metrics.row)
             s.counters["grpo_steps_total"] += 1
-            s.counters["grpo_samples_total"] += rewards.shape[1]
+            s.counters["grpo_samples_total"] += n_samples
             if tokens is not None:
                 s.counters["grpo_tokens_total"] += float(tokens)
-            if stats.finite_mask is None:
-                s.reward_histograms.observe(rewards)
-                s.combined_histogram.observe(stats.combined[None, :])
-            else:
-                for row in range(rewards.shape[0]):
-                    s.reward_histograms.observe_row(row, rewards[row][stats.finite_mask[row]])
-                s.combined_histogram.observe_row(0, stats.combined[~np.isnan(stats.combined)])
-                s.nonfinite_totals += stats.per_function["grpo_reward_fn_nonfinite"]
+            s.reward_histograms.add(stats.bucket_counts, stats.bucket_sums, stats.bucket_totals)
+            s.nonfinite_totals += stats.per_function["grpo_reward_fn_nonfinite"]
             if arrays["completion_lengths"] is not None:
                 s.length_histogram.observe_row(0, arrays["completion_lengths"])
             if duration is not None:

@@ -44,9 +44,12 @@ def _le(bound: float) -> str:
     return repr(float(bound)) if math.isfinite(bound) else "+Inf"
 
 
-def _histogram(name: str, labels: list[str], bank: HistogramBank, label_values: list[list[str]]) -> HistogramMetricFamily:
+def _histogram(name: str, labels: list[str], bank: HistogramBank, label_values: list[list[str]],
+               rows: range | None = None) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, metric(name).help, labels=labels)
-    for row, (values, cumulative) in enumerate(zip(label_values, bank.cumulative_counts())):
+    cumulative_by_row = bank.cumulative_counts()
+    for row, values in zip(rows or range(len(label_values)), label_values):
+        cumulative = cumulative_by_row[row]
         buckets = [(_le(b), float(c)) for b, c in zip(bank.edges[row], cumulative[:-1])]
         buckets.append(("+Inf", float(cumulative[-1])))
         family.add_metric(values, buckets, float(bank.sums[row]))
@@ -72,10 +75,9 @@ class RunCollector:
             nonfinite = s.nonfinite_totals.copy()
             slopes = dict(s.slopes)
             firing = dict(s.alerts_firing)
-            reward_bank = _copy(s.reward_histograms)
-            combined_bank = _copy(s.combined_histogram)
-            length_bank = _copy(s.length_histogram)
-            duration_bank = _copy(s.duration_histogram)
+            reward_bank = s.reward_histograms.copy()
+            length_bank = s.length_histogram.copy()
+            duration_bank = s.duration_histogram.copy()
         run = s.run_id
         fns = s.layout.reward_functions
 
@@ -134,18 +136,9 @@ class RunCollector:
         yield c
 
         yield _histogram("grpo_reward_fn_value", ["run_id", "reward_fn"], reward_bank, [[run, fn] for fn in fns])
-        yield _histogram("grpo_reward_value", ["run_id"], combined_bank, [[run]])
+        yield _histogram("grpo_reward_value", ["run_id"], reward_bank, [[run]], rows=range(len(fns), len(fns) + 1))
         yield _histogram("grpo_completion_length_tokens", ["run_id"], length_bank, [[run]])
         yield _histogram("grpo_step_duration_seconds", ["run_id"], duration_bank, [[run]])
-
-
-def _copy(bank: HistogramBank) -> HistogramBank:
-    clone = object.__new__(HistogramBank)
-    clone.__dict__.update(bank.__dict__)
-    clone.counts = bank.counts.copy()
-    clone.sums = bank.sums.copy()
-    clone.totals = bank.totals.copy()
-    return clone
 
 
 class MetricsServer:

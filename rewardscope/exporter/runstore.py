@@ -137,7 +137,7 @@ class RunStoreSink:
 
     def write_alerts(self, events: Sequence[AlertEvent]) -> None:
         for event in events:
-            self._alerts.write(json.dumps(event.to_json(), allow_nan=False, default=_json_default) + "\n")
+            self._alerts.write(json.dumps(_finite_or_none(event.to_json()), allow_nan=False, default=_json_default) + "\n")
         self._alerts.flush()
 
     def close(self, summary: dict) -> None:

@@ -1,18 +1,24 @@
 """Classic Prometheus histograms kept as numpy arrays, several rows at once.
 
-A bank holds one histogram per row (one per reward function, say), each with its
-own upper bounds. ``observe`` sorts a whole (rows x samples) array into buckets
-with one searchsorted and one bincount: rows are shifted apart on the number line
-so a single sorted edge array serves them all. Counts are kept per bucket and made
-cumulative only when read, as the exposition format wants.
+A BucketLayout says, for each row (one per reward function, say), its upper
+bounds; ``counts`` sorts a whole (rows x samples) array into buckets in a few
+vectorised operations and returns this batch's counts (pure). A HistogramBank
+accumulates those counts; they are made cumulative only when read, as the
+exposition format wants.
+
+Rows whose bounds are equally spaced (rewards with a declared range) are bucketed
+by arithmetic; other rows by one ``searchsorted`` with the rows shifted apart on
+the number line. A value within 1e-9 of a bucket width above a bound counts in the
+bucket below: the tolerance that lets decimal rewards sitting on a bound (0.2,
+0.25) land in the bucket whose ``le`` they equal despite float rounding.
 
 Usage::
 
     import numpy as np
-    from rewardscope.metrics.histograms import HistogramBank, linear_edges
-    bank = HistogramBank([linear_edges(0.0, 1.0, 4)])
+    from rewardscope.metrics.histograms import BucketLayout, HistogramBank, linear_edges
+    bank = HistogramBank(BucketLayout([linear_edges(0.0, 1.0, 4)]))
     bank.observe(np.array([[0.0, 0.3, 1.0, 7.0]]))
-    bank.cumulative_counts()[0]    # counts for le = 0, 0.25, 0.5, 0.75, 1, +Inf -> [1, 1, 2, 2, 3, 4]
+    bank.cumulative_counts()[0].tolist()    # le = 0, 0.25, 0.5, 0.75, 1, +Inf -> [1, 1, 2, 2, 3, 4]
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ DEFAULT_REWARD_EDGES = np.array([-10, -5, -3, -2, -1, -0.5, -0.25, -0.1, 0, 0.1,
 DEFAULT_LENGTH_EDGES = np.array([2.0 ** k for k in range(2, 15)])  # 4 .. 16384 tokens
 STEP_DURATION_EDGES = np.array([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600], dtype=np.float64)
 REWARD_BUCKETS = 20
+_ON_BOUND_TOLERANCE = 1e-9
 
 
 def linear_edges(low: float, high: float, buckets: int = REWARD_BUCKETS) -> np.ndarray:
@@ -33,59 +40,102 @@ def linear_edges(low: float, high: float, buckets: int = REWARD_BUCKETS) -> np.n
     return np.round(np.linspace(low, high, buckets + 1), 10)
 
 
-class HistogramBank:
-    """Cumulative-on-read histograms, one per row, updated with whole arrays."""
+def _is_linear(edges: np.ndarray) -> bool:
+    steps = np.diff(edges)
+    return edges.size >= 2 and bool(np.allclose(steps, steps[0], rtol=1e-9, atol=0))
+
+
+class BucketLayout:
+    """Upper bounds of each row and a pure, vectorised bucketing of a batch."""
 
     def __init__(self, edges_per_row: Sequence[np.ndarray]) -> None:
         self.edges = [np.asarray(e, dtype=np.float64) for e in edges_per_row]
         for e in self.edges:
             if e.ndim != 1 or e.size == 0 or np.any(np.diff(e) <= 0):
                 raise ValueError("histogram edges must be strictly increasing")
-        rows = len(self.edges)
-        lows = np.array([e[0] - 1.0 for e in self.edges])
-        highs = np.array([e[-1] + 1.0 for e in self.edges])
-        spans = highs - lows
-        bases = np.concatenate(([0.0], np.cumsum(spans + 1.0)[:-1]))
-        self._shift = bases - lows  # row r occupies [bases[r], bases[r] + spans[r]]
-        self._lows = lows
-        self._highs = highs
-        self._flat_edges = np.concatenate([e + s for e, s in zip(self.edges, self._shift)])
-        self._row_of_edge_start = np.arange(rows)  # bucket = position + row (each row has one extra +Inf bucket)
-        self._n_buckets = self._flat_edges.size + rows
-        self.counts = np.zeros(self._n_buckets, dtype=np.int64)
-        self.sums = np.zeros(rows)
-        self.totals = np.zeros(rows, dtype=np.int64)
-        self._slices = []
-        start = 0
-        for e in self.edges:
-            self._slices.append(slice(start, start + e.size + 1))
-            start += e.size + 1
+        sizes = np.array([e.size + 1 for e in self.edges])  # + the +Inf bucket
+        starts = np.concatenate(([0], np.cumsum(sizes)[:-1]))
+        self.slices = [slice(int(s), int(s + n)) for s, n in zip(starts, sizes)]
+        self.size = int(sizes.sum())
+        self.linear = all(_is_linear(e) for e in self.edges)
+        if self.linear:
+            low = np.array([e[0] for e in self.edges])
+            scale = np.array([(e.size - 1) / (e[-1] - e[0]) for e in self.edges])
+            self._scale = scale[:, None]
+            # trunc(x + 1 - tol) == ceil(x) for the bucket index x = (v - low) * scale, up to the tolerance.
+            self._offset = (starts + 1 - _ON_BOUND_TOLERANCE - low * scale)[:, None]
+            self._floor = starts[:, None].astype(np.float64)
+            self._ceiling = (starts + sizes - 1)[:, None].astype(np.float64)
+        else:
+            lows = np.array([e[0] - 1.0 for e in self.edges])
+            highs = np.array([e[-1] + 1.0 for e in self.edges])
+            bases = np.concatenate(([0.0], np.cumsum(highs - lows + 1.0)[:-1]))
+            self._shift = (bases - lows)[:, None]
+            self._lows, self._highs = lows[:, None], highs[:, None]
+            self._flat_edges = np.concatenate([e + s for e, s in zip(self.edges, self._shift[:, 0])])
+            self._row_index = np.arange(len(self.edges))[:, None]
 
     @property
     def rows(self) -> int:
         return len(self.edges)
 
+    def counts(self, values: np.ndarray) -> np.ndarray:
+        """This batch's per-bucket counts (flat, row after row) of a (rows, samples) array of finite values."""
+        if self.linear:
+            index = values * self._scale
+            index += self._offset
+            np.minimum(index, self._ceiling, out=index)
+            np.maximum(index, self._floor, out=index)
+        else:
+            shifted = np.clip(values, self._lows, self._highs) + self._shift
+            index = np.searchsorted(self._flat_edges, shifted) + self._row_index
+        return np.bincount(index.astype(np.intp).ravel(), minlength=self.size)
+
+    def row_counts(self, row: int, values: np.ndarray) -> np.ndarray:
+        """Flat counts for finite values of a single row."""
+        edges = self.edges[row]
+        counts = np.zeros(self.size, dtype=np.int64)
+        local = np.searchsorted(edges, values, side="left")
+        counts[self.slices[row]] = np.bincount(local, minlength=edges.size + 1)
+        return counts
+
+
+class HistogramBank:
+    """Accumulated histograms over a BucketLayout."""
+
+    def __init__(self, layout: BucketLayout | Sequence[np.ndarray]) -> None:
+        self.layout = layout if isinstance(layout, BucketLayout) else BucketLayout(layout)
+        self.counts = np.zeros(self.layout.size, dtype=np.int64)
+        self.sums = np.zeros(self.layout.rows)
+        self.totals = np.zeros(self.layout.rows, dtype=np.int64)
+
+    @property
+    def edges(self) -> list[np.ndarray]:
+        return self.layout.edges
+
+    def add(self, counts: np.ndarray, sums: np.ndarray, totals: np.ndarray | int) -> None:
+        self.counts += counts
+        self.sums += sums
+        self.totals += totals
+
     def observe(self, values: np.ndarray) -> None:
         """Add a (rows, samples) array of finite values."""
         values = np.asarray(values, dtype=np.float64)
-        shifted = np.clip(values, self._lows[:, None], self._highs[:, None]) + self._shift[:, None]
-        buckets = np.searchsorted(self._flat_edges, shifted.ravel(), side="left")
-        buckets += np.repeat(self._row_of_edge_start, values.shape[1])
-        self.counts += np.bincount(buckets, minlength=self._n_buckets)
-        self.sums += values.sum(axis=1)
-        self.totals += values.shape[1]
+        self.add(self.layout.counts(values), values.sum(axis=1), values.shape[1])
 
     def observe_row(self, row: int, values: np.ndarray) -> None:
         """Add finite values to one row (rows may then have different sample counts)."""
         values = np.asarray(values, dtype=np.float64).ravel()
-        if values.size == 0:
-            return
-        shifted = np.clip(values, self._lows[row], self._highs[row]) + self._shift[row]
-        buckets = np.searchsorted(self._flat_edges, shifted, side="left") + row
-        self.counts += np.bincount(buckets, minlength=self._n_buckets)
-        self.sums[row] += values.sum()
-        self.totals[row] += values.size
+        if values.size:
+            self.counts += self.layout.row_counts(row, values)
+            self.sums[row] += values.sum()
+            self.totals[row] += values.size
 
     def cumulative_counts(self) -> list[np.ndarray]:
         """Per row: cumulative counts for each upper bound, then +Inf."""
-        return [np.cumsum(self.counts[s]) for s in self._slices]
+        return [np.cumsum(self.counts[s]) for s in self.layout.slices]
+
+    def copy(self) -> "HistogramBank":
+        clone = HistogramBank(self.layout)
+        clone.counts, clone.sums, clone.totals = self.counts.copy(), self.sums.copy(), self.totals.copy()
+        return clone

@@ -8,7 +8,7 @@ gives exact averages over any time window whatever the scrape timing.
 Usage::
 
     from rewardscope.metrics.state import RunState
-    state = RunState.create("run-1", specs, run_info={"model": "tiny"})
+    state = RunState.create("run-1", specs, FunctionTable.build(specs).buckets, run_info={"model": "tiny"})
 """
 
 from __future__ import annotations
@@ -21,19 +21,11 @@ from typing import Sequence
 import numpy as np
 
 from .catalogue import CATALOGUE
-from .functions import RewardFunctionSpec, combined_range
-from .histograms import (DEFAULT_LENGTH_EDGES, DEFAULT_REWARD_EDGES, STEP_DURATION_EDGES, HistogramBank,
-                         linear_edges)
+from .functions import RewardFunctionSpec
+from .histograms import DEFAULT_LENGTH_EDGES, STEP_DURATION_EDGES, BucketLayout, HistogramBank
 from .layout import StepLayout
 
 STICKY = frozenset(s.name for s in CATALOGUE if s.sticky)
-
-
-def reward_edges(spec: RewardFunctionSpec) -> np.ndarray:
-    """Buckets fitted to the declared range, or symmetric defaults when none is declared."""
-    if spec.has_range:
-        return linear_edges(spec.min_value, spec.max_value)  # type: ignore[arg-type]
-    return DEFAULT_REWARD_EDGES
 
 
 def length_edges(max_completion_length: int | None) -> np.ndarray:
@@ -49,8 +41,7 @@ class RunState:
     specs: tuple[RewardFunctionSpec, ...]
     layout: StepLayout
     run_info: dict[str, str]
-    reward_histograms: HistogramBank
-    combined_histogram: HistogramBank
+    reward_histograms: HistogramBank  # rows: each reward function, then the combined reward
     length_histogram: HistogramBank
     duration_histogram: HistogramBank
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -62,18 +53,15 @@ class RunState:
     alerts_firing: dict[tuple[str, str], int] = field(default_factory=dict)  # (alertname, severity) -> instances firing
 
     @classmethod
-    def create(cls, run_id: str, specs: Sequence[RewardFunctionSpec], *, run_info: dict[str, str] | None = None,
-               max_completion_length: int | None = None) -> "RunState":
+    def create(cls, run_id: str, specs: Sequence[RewardFunctionSpec], reward_buckets: BucketLayout, *,
+               run_info: dict[str, str] | None = None, max_completion_length: int | None = None) -> "RunState":
         specs = tuple(specs)
-        combined = combined_range(specs)
-        combined_edges = linear_edges(*combined) if combined else DEFAULT_REWARD_EDGES
         state = cls(
             run_id=run_id,
             specs=specs,
             layout=StepLayout(tuple(s.name for s in specs)),
             run_info=dict(run_info or {}),
-            reward_histograms=HistogramBank([reward_edges(s) for s in specs]),
-            combined_histogram=HistogramBank([combined_edges]),
+            reward_histograms=HistogramBank(reward_buckets),
             length_histogram=HistogramBank([length_edges(max_completion_length)]),
             duration_histogram=HistogramBank([STEP_DURATION_EDGES]),
         )

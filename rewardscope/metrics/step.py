@@ -30,8 +30,10 @@ from typing import Sequence
 import numpy as np
 
 from .functions import RewardFunctionSpec, combined_range
+from .histograms import DEFAULT_REWARD_EDGES, REWARD_BUCKETS, BucketLayout, linear_edges
 
 ENTROPY_BINS = 10
+assert REWARD_BUCKETS % ENTROPY_BINS == 0, "entropy bins pair up histogram buckets"
 _LN_ENTROPY_BINS = math.log(ENTROPY_BINS)
 
 
@@ -40,15 +42,19 @@ class RewardStatistics:
     """Reward statistics of one step.
 
     ``run`` maps run-level catalogue names to values; ``per_function`` maps
-    per-function catalogue names to float arrays aligned with the specs
-    (NaN where a value is undefined). ``combined`` is the combined reward of
-    every completion (NaN where excluded), ``finite_mask`` marks finite rewards.
+    per-function catalogue names to float arrays aligned with the specs (NaN
+    where a value is undefined). ``combined`` is each completion's combined
+    reward (NaN where excluded). ``bucket_counts``, ``bucket_sums`` and
+    ``bucket_totals`` are this step's histogram increments for the rows of
+    ``FunctionTable.buckets`` (one per function, then the combined reward).
     """
 
     run: dict[str, float]
     per_function: dict[str, np.ndarray]
     combined: np.ndarray
-    finite_mask: np.ndarray | None  # None when every reward is finite (the fast path)
+    bucket_counts: np.ndarray
+    bucket_sums: np.ndarray
+    bucket_totals: np.ndarray
 
 
 class StepInputError(ValueError):
@@ -65,10 +71,10 @@ class FunctionTable:
 
     specs: tuple[RewardFunctionSpec, ...]
     weights: np.ndarray  # (F,)
-    weighted_rows: np.ndarray  # indices of functions with weight != 0
     low: np.ndarray  # (F,) declared minimum, NaN when undeclared
     high: np.ndarray  # (F,) declared maximum, NaN when undeclared
-    entropy_range: tuple[float, float] | None
+    combined_range: tuple[float, float] | None
+    buckets: BucketLayout  # rows: each function, then the combined reward
 
     @classmethod
     def build(cls, specs: Sequence[RewardFunctionSpec]) -> "FunctionTable":
@@ -77,7 +83,10 @@ class FunctionTable:
         nan = float("nan")
         low = np.array([nan if s.min_value is None else s.min_value for s in specs], dtype=np.float64)
         high = np.array([nan if s.max_value is None else s.max_value for s in specs], dtype=np.float64)
-        return cls(specs, weights, np.flatnonzero(weights != 0), low, high, combined_range(specs))
+        declared = combined_range(specs)
+        edges = [linear_edges(s.min_value, s.max_value) if s.has_range else DEFAULT_REWARD_EDGES for s in specs]
+        edges.append(linear_edges(*declared) if declared else DEFAULT_REWARD_EDGES)
+        return cls(specs, weights, low, high, declared, BucketLayout(edges))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -98,68 +107,117 @@ def compute_reward_statistics(rewards: np.ndarray, specs: Sequence[RewardFunctio
     if group_size < 1 or n_samples % group_size:
         raise StepInputError("group_size_mismatch",
                              f"batch of {n_samples} completions is not a whole number of groups of {group_size}")
+    # Row F of `stacked` is the combined reward, so one reduction serves functions and combined alike.
+    stacked = np.empty((n_functions + 1, n_samples))
+    stacked[:n_functions] = rewards
+    np.dot(table.weights, rewards, out=stacked[n_functions])
+    sums = stacked.sum(axis=1)
+    if np.isfinite(sums).all():
+        return _statistics_all_finite(stacked, sums, table, group_size)
+    return _statistics_with_nonfinite(rewards, table, group_size)
 
-    finite = np.isfinite(rewards)
-    all_finite = bool(finite.all())
-    if all_finite:
-        per_fn = _function_moments(rewards)
-        combined = table.weights[table.weighted_rows] @ rewards[table.weighted_rows]
-        nonfinite_counts = np.zeros(n_functions)
-        finite_mask = None
+
+def _statistics_all_finite(stacked: np.ndarray, sums: np.ndarray, table: FunctionTable, group_size: int) -> RewardStatistics:
+    rows, n = stacked.shape
+    means = sums / n
+    mins, maxs = stacked.min(axis=1), stacked.max(axis=1)
+    variances = _guarded_variance(np.einsum("ij,ij->i", stacked, stacked) / n, means, mins == maxs,
+                                  lambda r: stacked[r].var(axis=1))
+    stds = np.sqrt(variances)
+
+    n_groups = n // group_size
+    # A contiguous (G, rows*B) copy makes the per-group reductions run along the fast axis.
+    members = stacked.reshape(rows * n_groups, group_size).T.copy()
+    g_min, g_max = members.min(axis=0), members.max(axis=0)
+    g_zero = g_max == g_min
+    g_mean = np.add.reduce(members, axis=0) / group_size
+    g_var = _guarded_variance(np.einsum("ij,ij->j", members, members) / group_size, g_mean, g_zero,
+                              lambda cols: members[:, cols].var(axis=0))
+    shape = (rows, n_groups)
+    g_min, g_max, g_var, g_zero = g_min.reshape(shape), g_max.reshape(shape), g_var.reshape(shape), g_zero.reshape(shape)
+    g_std = np.sqrt(g_var)
+
+    counts = table.buckets.counts(stacked)
+    f = rows - 1
+    run = _combined_values(means[f], variances[f], mins[f], maxs[f], sums[f], n)
+    run["grpo_reward_nonfinite_samples"] = 0.0
+    if table.combined_range is not None:
+        run["grpo_reward_entropy_ratio"] = _entropy_from_buckets(counts[table.buckets.slices[f]], n)
     else:
-        clean = np.where(finite, rewards, np.nan)
-        per_fn = _function_moments_nan(clean)
-        nonfinite_counts = (~finite).sum(axis=1).astype(np.float64)
-        weighted = clean[table.weighted_rows]
-        combined = table.weights[table.weighted_rows] @ np.where(np.isnan(weighted), 0.0, weighted)
-        combined[np.isnan(weighted).any(axis=0)] = np.nan
-        finite_mask = finite
+        run["grpo_reward_entropy_ratio"] = _entropy_ratio(stacked[f], None)
+    _combined_group_values(g_zero[f], g_std[f], g_var[f], variances[f], group_size, run)
+    per_function = {
+        "grpo_reward_fn_mean": means[:f],
+        "grpo_reward_fn_std": stds[:f],
+        "grpo_reward_fn_min": mins[:f],
+        "grpo_reward_fn_max": maxs[:f],
+        "grpo_reward_fn_contribution_ratio": _contributions(table.weights, sums[:f]),
+        "grpo_reward_fn_nonfinite": np.zeros(f),
+        "grpo_reward_fn_group_zero_std_ratio": np.count_nonzero(g_zero[:f], axis=1) / n_groups,
+        "grpo_reward_fn_group_std_mean": np.add.reduce(g_std[:f], axis=1) / n_groups,
+        "grpo_reward_fn_group_all_max_ratio": _saturation(g_min[:f] >= table.high[:, None], table.high),
+        "grpo_reward_fn_group_all_min_ratio": _saturation(g_max[:f] <= table.low[:, None], table.low),
+    }
+    return RewardStatistics(run, per_function, stacked[f], counts, sums, np.full(rows, n))
 
-    fn_mean, fn_std, fn_min, fn_max, fn_sum = per_fn
-    mass = np.abs(table.weights * fn_sum)
-    total_mass = mass.sum()
-    contribution = mass / total_mass if total_mass > 0 else np.zeros(n_functions)
 
-    run: dict[str, float] = {}
-    per_function: dict[str, np.ndarray] = {
-        "grpo_reward_fn_mean": fn_mean,
-        "grpo_reward_fn_std": fn_std,
-        "grpo_reward_fn_min": fn_min,
-        "grpo_reward_fn_max": fn_max,
-        "grpo_reward_fn_contribution_ratio": contribution,
-        "grpo_reward_fn_nonfinite": nonfinite_counts,
+def _guarded_variance(mean_square: np.ndarray, mean: np.ndarray, constant: np.ndarray, two_pass) -> np.ndarray:
+    """Population variance by E[x^2] - E[x]^2: exactly 0 where ``constant``, redone by ``two_pass(indices)``
+    where the shortcut would cancel (large offset, tiny spread)."""
+    variances = mean_square - mean * mean
+    variances[constant] = 0.0
+    unsafe = variances < 1e-9 * mean * mean
+    unsafe &= ~constant
+    if unsafe.any():
+        indices = np.flatnonzero(unsafe)
+        variances[indices] = two_pass(indices)
+    return np.maximum(variances, 0.0)
+
+
+def _combined_values(mean: float, var: float, low: float, high: float, total: float, n: int) -> dict[str, float]:
+    return {
+        "grpo_reward_mean": float(mean),
+        "grpo_reward_std": math.sqrt(var),
+        "grpo_reward_variance": float(var),
+        "grpo_reward_min": float(low),
+        "grpo_reward_max": float(high),
+        "grpo_reward_batch_sum": float(total),
     }
 
-    valid = combined if all_finite else combined[~np.isnan(combined)]
-    run["grpo_reward_nonfinite_samples"] = float(n_samples - valid.size)
-    if valid.size:
-        mean = float(valid.mean())
-        var = float(valid.var())
-        run["grpo_reward_mean"] = mean
-        run["grpo_reward_std"] = math.sqrt(var)
-        run["grpo_reward_variance"] = var
-        run["grpo_reward_min"] = float(valid.min())
-        run["grpo_reward_max"] = float(valid.max())
-        run["grpo_reward_batch_sum"] = float(valid.sum())
-        run["grpo_reward_entropy_ratio"] = _entropy_ratio(valid, table.entropy_range)
 
-    _group_signals(rewards if all_finite else np.where(finite, rewards, np.nan), combined, table, group_size,
-                   all_finite, run, per_function)
-    return RewardStatistics(run, per_function, combined, finite_mask)
+def _combined_group_values(zero: np.ndarray, std: np.ndarray, var: np.ndarray, total_var: float, group_size: int,
+                           run: dict[str, float]) -> None:
+    if zero.size == 0:
+        return
+    run["grpo_group_zero_std_ratio"] = np.count_nonzero(zero) / zero.size
+    run["grpo_group_reward_std_mean"] = float(np.add.reduce(std)) / zero.size
+    if group_size > 1 and total_var > 0:
+        # Equal group sizes: total variance = mean within-group variance + variance of the group means.
+        run["grpo_reward_signal_to_noise"] = math.sqrt(min(float(np.add.reduce(var)) / zero.size / total_var, 1.0))
 
 
-def _function_moments(rewards: np.ndarray) -> tuple[np.ndarray, ...]:
-    total = rewards.sum(axis=1)
-    return total / rewards.shape[1], rewards.std(axis=1), rewards.min(axis=1), rewards.max(axis=1), total
+def _contributions(weights: np.ndarray, sums: np.ndarray) -> np.ndarray:
+    mass = np.abs(weights * sums)
+    total = mass.sum()
+    return mass / total if total > 0 else np.zeros_like(mass)
 
 
-def _function_moments_nan(clean: np.ndarray) -> tuple[np.ndarray, ...]:
-    import warnings
+def _saturation(hit: np.ndarray, bound: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+    if valid is None:
+        ratio = np.count_nonzero(hit, axis=1) / hit.shape[1]
+    else:
+        with np.errstate(invalid="ignore", divide="ignore"):
+            ratio = (hit & valid).sum(axis=1) / valid.sum(axis=1)
+    return np.where(np.isnan(bound), np.nan, ratio)
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN: "undefined"
-        total = np.nansum(clean, axis=1)
-        return np.nanmean(clean, axis=1), np.nanstd(clean, axis=1), np.nanmin(clean, axis=1), np.nanmax(clean, axis=1), total
+
+def _entropy_from_buckets(counts: np.ndarray, n: int) -> float:
+    """Entropy over ENTROPY_BINS bins made by pairing the 2 * ENTROPY_BINS linear histogram buckets."""
+    # counts: [<= low, REWARD_BUCKETS linear buckets, +Inf]; values at the low bound join the first bin.
+    linear = counts[1:-1].reshape(ENTROPY_BINS, -1).sum(axis=1)
+    linear[0] += counts[0]
+    linear[-1] += counts[-1]
+    return _normalised_entropy(linear, n)
 
 
 def _entropy_ratio(values: np.ndarray, declared: tuple[float, float] | None) -> float:
@@ -167,61 +225,78 @@ def _entropy_ratio(values: np.ndarray, declared: tuple[float, float] | None) -> 
     low, high = declared if declared is not None else (float(values.min()), float(values.max()))
     if high <= low:
         return 0.0
-    index = ((values - low) * (ENTROPY_BINS / (high - low))).astype(np.int64)
+    index = np.ceil((values - low) * (ENTROPY_BINS / (high - low)) - 1e-9).astype(np.int64) - 1
     np.clip(index, 0, ENTROPY_BINS - 1, out=index)
-    counts = np.bincount(index, minlength=ENTROPY_BINS)
-    n = values.size
+    return _normalised_entropy(np.bincount(index, minlength=ENTROPY_BINS), values.size)
+
+
+def _normalised_entropy(counts: np.ndarray, n: int) -> float:
     occupied = counts[counts > 0]
     p = occupied / n
     entropy = float(-(p * np.log(p)).sum()) + (occupied.size - 1) / (2.0 * n)
     return min(max(entropy, 0.0), _LN_ENTROPY_BINS) / _LN_ENTROPY_BINS
 
 
-def _group_signals(rewards: np.ndarray, combined: np.ndarray, table: FunctionTable, group_size: int, all_finite: bool,
-                   run: dict[str, float], per_function: dict[str, np.ndarray]) -> None:
-    n_functions, n_samples = rewards.shape
-    n_groups = n_samples // group_size
-    grouped = rewards.reshape(n_functions, n_groups, group_size)
+def _statistics_with_nonfinite(rewards: np.ndarray, table: FunctionTable, group_size: int) -> RewardStatistics:
+    """The slow path: masks out NaN and infinities, counts them, and drops incomplete groups."""
+    import warnings
+
+    n_functions, n = rewards.shape
+    finite = np.isfinite(rewards)
+    clean = np.where(finite, rewards, np.nan)
+    weighted = table.weights != 0
+    combined = table.weights[weighted] @ np.where(finite[weighted], rewards[weighted], 0.0)
+    combined[~finite[weighted].all(axis=0)] = np.nan
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN rows give NaN: "undefined"
+        sums = np.nansum(clean, axis=1)
+        means, stds = np.nanmean(clean, axis=1), np.nanstd(clean, axis=1)
+        mins, maxs = np.nanmin(clean, axis=1), np.nanmax(clean, axis=1)
+
+    counts = np.zeros(table.buckets.size, dtype=np.int64)
+    bucket_sums = np.zeros(n_functions + 1)
+    bucket_totals = np.zeros(n_functions + 1, dtype=np.int64)
+    rows = list(rewards) + [combined]
+    masks = list(finite) + [~np.isnan(combined)]
+    for r, (values, mask) in enumerate(zip(rows, masks)):
+        kept = values[mask]
+        if kept.size:
+            counts += table.buckets.row_counts(r, kept)
+            bucket_sums[r] = kept.sum()
+            bucket_totals[r] = kept.size
+
+    valid = combined[~np.isnan(combined)]
+    run: dict[str, float] = {"grpo_reward_nonfinite_samples": float(n - valid.size)}
+    if valid.size:
+        run.update(_combined_values(valid.mean(), valid.var(), valid.min(), valid.max(), valid.sum(), valid.size))
+        run["grpo_reward_entropy_ratio"] = _entropy_ratio(valid, table.combined_range)
+
+    n_groups = n // group_size
+    grouped = clean.reshape(n_functions, n_groups, group_size)
+    fn_valid = ~np.isnan(grouped).any(axis=2)
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", RuntimeWarning)
+        g_min, g_max, g_std = grouped.min(axis=2), grouped.max(axis=2), grouped.std(axis=2)
+        valid_groups = fn_valid.sum(axis=1)
+        zero_ratio = ((g_max == g_min) & fn_valid).sum(axis=1) / valid_groups
+        std_mean = np.where(fn_valid, g_std, 0.0).sum(axis=1) / valid_groups
     combined_groups = combined.reshape(n_groups, group_size)
-    if all_finite:
-        fn_valid = None
-        combined_valid = None
-    else:
-        fn_valid = ~np.isnan(grouped).any(axis=2)  # (F, B)
-        combined_valid = ~np.isnan(combined_groups).any(axis=1)  # (B,)
+    combined_groups = combined_groups[~np.isnan(combined_groups).any(axis=1)]
+    if combined_groups.shape[0]:
+        g_var = combined_groups.var(axis=1)
+        zero = combined_groups.max(axis=1) == combined_groups.min(axis=1)
+        _combined_group_values(zero, np.sqrt(g_var), g_var, float(combined_groups.var()), group_size, run)
 
-    g_min = grouped.min(axis=2)
-    g_max = grouped.max(axis=2)
-    g_std = grouped.std(axis=2)
-    zero = g_max == g_min
-    all_max = g_min >= table.high[:, None]
-    all_min = g_max <= table.low[:, None]
-    if fn_valid is None:
-        zero_ratio = zero.mean(axis=1)
-        std_mean = g_std.mean(axis=1)
-        max_ratio = all_max.mean(axis=1)
-        min_ratio = all_min.mean(axis=1)
-    else:
-        counts = fn_valid.sum(axis=1).astype(np.float64)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            zero_ratio = (zero & fn_valid).sum(axis=1) / counts
-            std_mean = np.where(fn_valid, g_std, 0.0).sum(axis=1) / counts
-            max_ratio = (all_max & fn_valid).sum(axis=1) / counts
-            min_ratio = (all_min & fn_valid).sum(axis=1) / counts
-    max_ratio = np.where(np.isnan(table.high), np.nan, max_ratio)
-    min_ratio = np.where(np.isnan(table.low), np.nan, min_ratio)
-    per_function["grpo_reward_fn_group_zero_std_ratio"] = zero_ratio
-    per_function["grpo_reward_fn_group_std_mean"] = std_mean
-    per_function["grpo_reward_fn_group_all_max_ratio"] = max_ratio
-    per_function["grpo_reward_fn_group_all_min_ratio"] = min_ratio
-
-    groups = combined_groups if combined_valid is None else combined_groups[combined_valid]
-    if groups.shape[0] == 0:
-        return
-    within_var = groups.var(axis=1)
-    run["grpo_group_zero_std_ratio"] = float((groups.max(axis=1) == groups.min(axis=1)).mean())
-    run["grpo_group_reward_std_mean"] = float(np.sqrt(within_var).mean())
-    total_var = float(groups.var())
-    if group_size > 1 and total_var > 0:
-        # Equal group sizes: total variance = mean within-group variance + variance of group means.
-        run["grpo_reward_signal_to_noise"] = math.sqrt(min(float(within_var.mean()) / total_var, 1.0))
+    per_function = {
+        "grpo_reward_fn_mean": means,
+        "grpo_reward_fn_std": stds,
+        "grpo_reward_fn_min": mins,
+        "grpo_reward_fn_max": maxs,
+        "grpo_reward_fn_contribution_ratio": _contributions(table.weights, sums),
+        "grpo_reward_fn_nonfinite": (~finite).sum(axis=1).astype(np.float64),
+        "grpo_reward_fn_group_zero_std_ratio": zero_ratio,
+        "grpo_reward_fn_group_std_mean": std_mean,
+        "grpo_reward_fn_group_all_max_ratio": _saturation(g_min >= table.high[:, None], table.high, fn_valid),
+        "grpo_reward_fn_group_all_min_ratio": _saturation(g_max <= table.low[:, None], table.low, fn_valid),
+    }
+    return RewardStatistics(run, per_function, combined, counts, bucket_sums, bucket_totals)

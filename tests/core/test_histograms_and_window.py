@@ -1,0 +1,63 @@
+import numpy as np
+import pytest
+
+from rewardscope.metrics.histograms import DEFAULT_REWARD_EDGES, BucketLayout, HistogramBank, linear_edges
+from rewardscope.metrics.window import RollingWindow
+
+
+def test_linear_buckets_count_values_on_bounds_in_their_le_bucket():
+    bank = HistogramBank([linear_edges(-1.0, 3.0)])  # bounds every 0.2
+    bank.observe(np.array([[-5.0, -1.0, 0.2, 0.25, 0.4, 3.0, 3.5]]))
+    cumulative = dict(zip(bank.edges[0].tolist() + [float("inf")], bank.cumulative_counts()[0].tolist()))
+    assert cumulative[-1.0] == 2  # -5 and -1
+    assert cumulative[0.0] == 2
+    assert cumulative[0.2] == 3  # 0.2 sits on the bound despite float rounding of (0.2 + 1) * 5
+    assert cumulative[0.4] == 5  # 0.25 and 0.4
+    assert cumulative[3.0] == 6
+    assert cumulative[float("inf")] == 7
+    assert bank.sums.tolist() == [pytest.approx(-5 - 1 + 0.2 + 0.25 + 0.4 + 3 + 3.5)]
+    assert bank.totals.tolist() == [7]
+
+
+def test_linear_and_general_paths_agree():
+    rng = np.random.default_rng(1)
+    values = np.round(rng.uniform(-3, 4, size=(2, 500)), 2)
+    edges = [linear_edges(-1.0, 3.0), linear_edges(0.0, 1.5)]
+    fast = BucketLayout(edges)
+    general = BucketLayout(edges + [DEFAULT_REWARD_EDGES])
+    assert fast.linear and not general.linear
+    padded = np.vstack([values, np.zeros((1, 500))])
+    expected = np.concatenate([np.bincount(np.searchsorted(e, v, side="left"), minlength=e.size + 1) for e, v in zip(edges, values)])
+    assert fast.counts(values).tolist() == expected.tolist()
+    assert general.counts(padded)[: expected.size].tolist() == expected.tolist()
+
+
+def test_rows_of_a_bank_are_independent():
+    bank = HistogramBank([np.array([1.0, 2.0]), np.array([10.0])])
+    bank.observe_row(1, np.array([5.0, 50.0]))
+    bank.observe_row(0, np.array([1.5]))
+    assert [c.tolist() for c in bank.cumulative_counts()] == [[0, 1, 1], [1, 2]]
+
+
+def test_edges_must_increase():
+    with pytest.raises(ValueError):
+        BucketLayout([np.array([1.0, 1.0])])
+
+
+def test_window_keeps_only_capacity_rows_and_computes_exact_slopes():
+    window = RollingWindow(width=2, capacity=4)
+    for step in range(10):
+        window.append(step * 2, np.array([3.0 * step + 1.0, np.nan if step % 2 else 1.0]))
+    assert len(window) == 4
+    assert window.steps().tolist() == [12, 14, 16, 18]
+    assert window.column(0).tolist() == [19.0, 22.0, 25.0, 28.0]
+    assert window.slope(0, last=4) == pytest.approx(1.5)  # 3 per record, 2 steps apart
+    assert window.slope(1, last=4) == 0.0  # NaN (absent) values are ignored
+    assert window.slope(0, last=5) is None  # fewer rows than asked for
+
+
+def test_window_slope_needs_two_present_values():
+    window = RollingWindow(width=1, capacity=3)
+    for step, v in enumerate([np.nan, np.nan, 1.0]):
+        window.append(step, np.array([v]))
+    assert window.slope(0, last=3) is None
