@@ -339,7 +339,7 @@ def simulate_step(plan: RunPlan, step: int, eval_set: np.ndarray | None = None) 
 
     if s is Scenario.REWARD_HACKING:
         fmt_logit += 8.0 * h
-        ans_logit -= 3.0 * h
+        ans_logit -= 4.0 * h
         kl *= 1.0 + 2.0 * h
     elif s is Scenario.ENTROPY_COLLAPSE:
         copy_p += (1.0 - copy_p) * h
