@@ -289,7 +289,7 @@ class RewardMonitor:
             if tokens is not None:
                 s.counters["grpo_tokens_total"] += float(tokens)
             s.reward_histograms.add(stats.bucket_counts, stats.bucket_sums, stats.bucket_totals)
-            s.nonfinite_totals += stats.per_function["grpo_reward_fn_nonfinite"]
+            s.nonfinite_totals += stats.per_function["grpo_reward_fn_nonfinite_samples"]
             if arrays["completion_lengths"] is not None:
                 s.length_histogram.observe_row(0, arrays["completion_lengths"])
             if duration is not None:

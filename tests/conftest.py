@@ -29,3 +29,7 @@ def free_port() -> int:
 @pytest.fixture
 def promtool() -> str:
     return require_binary("promtool")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--update-golden", action="store_true", help="rewrite golden files from the current output")

@@ -25,6 +25,7 @@ from typing import Iterator
 
 import numpy as np
 from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.samples import Sample
 from prometheus_client.core import (CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, InfoMetricFamily,
                                     Metric)
 
@@ -52,7 +53,12 @@ def _histogram(name: str, labels: list[str], bank: HistogramBank, label_values: 
         cumulative = cumulative_by_row[row]
         buckets = [(_le(b), float(c)) for b, c in zip(bank.edges[row], cumulative[:-1])]
         buckets.append(("+Inf", float(cumulative[-1])))
-        family.add_metric(values, buckets, float(bank.sums[row]))
+        # prometheus_client drops _sum and _count when a bucket bound is negative (an OpenMetrics rule);
+        # rewards are often negative and rate(_sum)/rate(_count) is the exact mean we promise, so add them here.
+        family.add_metric(values, buckets, None)
+        base = dict(zip(labels, values))
+        family.samples.append(Sample(name + "_count", base, float(cumulative[-1])))
+        family.samples.append(Sample(name + "_sum", base, float(bank.sums[row])))
     return family
 
 

@@ -152,7 +152,7 @@ def _statistics_all_finite(stacked: np.ndarray, sums: np.ndarray, table: Functio
         "grpo_reward_fn_min": mins[:f],
         "grpo_reward_fn_max": maxs[:f],
         "grpo_reward_fn_contribution_ratio": _contributions(table.weights, sums[:f]),
-        "grpo_reward_fn_nonfinite": np.zeros(f),
+        "grpo_reward_fn_nonfinite_samples": np.zeros(f),
         "grpo_reward_fn_group_zero_std_ratio": np.count_nonzero(g_zero[:f], axis=1) / n_groups,
         "grpo_reward_fn_group_std_mean": np.add.reduce(g_std[:f], axis=1) / n_groups,
         "grpo_reward_fn_group_all_max_ratio": _saturation(g_min[:f] >= table.high[:, None], table.high),
@@ -181,7 +181,7 @@ def _combined_values(mean: float, var: float, low: float, high: float, total: fl
         "grpo_reward_variance": float(var),
         "grpo_reward_min": float(low),
         "grpo_reward_max": float(high),
-        "grpo_reward_batch_sum": float(total),
+        "grpo_reward_sum_of_batch": float(total),
     }
 
 
@@ -293,7 +293,7 @@ def _statistics_with_nonfinite(rewards: np.ndarray, table: FunctionTable, group_
         "grpo_reward_fn_min": mins,
         "grpo_reward_fn_max": maxs,
         "grpo_reward_fn_contribution_ratio": _contributions(table.weights, sums),
-        "grpo_reward_fn_nonfinite": (~finite).sum(axis=1).astype(np.float64),
+        "grpo_reward_fn_nonfinite_samples": (~finite).sum(axis=1).astype(np.float64),
         "grpo_reward_fn_group_zero_std_ratio": zero_ratio,
         "grpo_reward_fn_group_std_mean": std_mean,
         "grpo_reward_fn_group_all_max_ratio": _saturation(g_min >= table.high[:, None], table.high, fn_valid),

@@ -27,7 +27,7 @@ def test_combined_reward_statistics():
     assert r["grpo_reward_mean"] == 1.0
     assert r["grpo_reward_variance"] == 0.5
     assert r["grpo_reward_std"] == pytest.approx(math.sqrt(0.5), abs=1e-15)
-    assert (r["grpo_reward_min"], r["grpo_reward_max"], r["grpo_reward_batch_sum"]) == (0.0, 2.0, 4.0)
+    assert (r["grpo_reward_min"], r["grpo_reward_max"], r["grpo_reward_sum_of_batch"]) == (0.0, 2.0, 4.0)
     assert r["grpo_reward_nonfinite_samples"] == 0.0
 
 
@@ -47,7 +47,7 @@ def test_per_function_statistics():
     assert fn(s, "grpo_reward_fn_max") == [1.0, 2.0]
     # |1 * 3| and |0.5 * 2| of the absolute weighted mass 4
     assert fn(s, "grpo_reward_fn_contribution_ratio") == [0.75, 0.25]
-    assert fn(s, "grpo_reward_fn_nonfinite") == [0.0, 0.0]
+    assert fn(s, "grpo_reward_fn_nonfinite_samples") == [0.0, 0.0]
 
 
 def test_per_function_group_signals():
@@ -130,7 +130,7 @@ def test_saturation_absent_without_declared_bounds():
 
 def test_nonfinite_rewards_are_excluded_and_counted():
     s = stats(a=[1.0, np.nan, 1.0, 1.0], b=[2.0, 2.0, np.inf, -2.0])
-    assert fn(s, "grpo_reward_fn_nonfinite") == [1.0, 1.0]
+    assert fn(s, "grpo_reward_fn_nonfinite_samples") == [1.0, 1.0]
     assert fn(s, "grpo_reward_fn_mean") == [1.0, pytest.approx(2 / 3)]
     # completions 1 and 2 are excluded from the combined reward; combined = [2, nan, nan, 0]
     assert s.run["grpo_reward_nonfinite_samples"] == 2.0
