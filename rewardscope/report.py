@@ -38,7 +38,7 @@ RUN_COLUMNS = ("grpo_reward_mean", "grpo_reward_std", "grpo_group_zero_std_ratio
                "grpo_eval_accuracy_ratio", "grpo_reward_nonfinite_samples")
 # Per-function columns summarised for every reward function.
 FUNCTION_COLUMNS = ("grpo_reward_fn_mean", "grpo_reward_fn_contribution_ratio", "grpo_reward_fn_group_zero_std_ratio",
-                    "grpo_reward_fn_nonfinite")
+                    "grpo_reward_fn_nonfinite_samples")
 
 
 def _column(name: str, reward_fn: str | None = None) -> str:
@@ -135,7 +135,7 @@ def summarize(run_dir: str | Path, window: int = DEFAULT_WINDOW) -> dict[str, An
         "duration_seconds": None if first_time is None or last_time is None else last_time - first_time,
         "window_steps": size if steps_recorded else 0,
         "metrics": metrics,
-        "nonfinite_rewards": {fn: int(metrics.get(_column("grpo_reward_fn_nonfinite", fn), {}).get("sum", 0))
+        "nonfinite_rewards": {fn: int(metrics.get(_column("grpo_reward_fn_nonfinite_samples", fn), {}).get("sum", 0))
                               for fn in functions},
         # Skipped steps never reach steps.jsonl: only the closing summary counts them.
         "skipped_steps": None if closing is None else closing.get("skipped_steps", {}),

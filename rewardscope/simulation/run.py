@@ -4,7 +4,7 @@
 that they arrive at ``rate`` steps per second (0 = as fast as possible), the way a
 trainer would feed the monitor while Prometheus scrapes it. ``Progress`` shows where
 the run is: one line rewritten in place on a terminal, a line every 10% of the run
-(or every 30 s) otherwise. ``AlertPrinter`` is a sink that prints alert transitions
+(or every 30 s, and at the first step) otherwise. ``AlertPrinter`` is a sink that prints alert transitions
 without tearing that line and counts the alerts firing.
 
 Usage::
@@ -43,12 +43,12 @@ class Progress:
         self.clock = clock
         self.alerts_firing = 0
         self._started = clock()
-        self._last_print = float("-inf")
+        self._last_print = float("-inf")  # the first step always prints: the run has started
         self._next_tenth = 1
         self._line_open = False
 
-    def line(self, step: int, done: int, metrics: StepMetrics | None) -> str:
-        elapsed = self.clock() - self._started
+    def line(self, step: int, done: int, metrics: StepMetrics | None, now: float) -> str:
+        elapsed = now - self._started
         rate = done / elapsed if elapsed > 0 else 0.0
         parts = [f"step {step}/{self.total} ({100 * done // max(self.total, 1)}%)", f"{rate:.1f} steps/s"]
         if metrics is not None:
@@ -65,7 +65,7 @@ class Progress:
         if self.tty:
             if now - self._last_print < 0.2 and done < self.total:
                 return
-            self.stream.write("\r\x1b[2K" + self.line(step, done, metrics))
+            self.stream.write("\r\x1b[2K" + self.line(step, done, metrics, now))
             self._line_open = True
         else:
             tenth_due = done * 10 >= self._next_tenth * self.total
@@ -73,7 +73,7 @@ class Progress:
                 return
             while self._next_tenth * self.total <= done * 10:
                 self._next_tenth += 1
-            self.stream.write(self.line(step, done, metrics) + "\n")
+            self.stream.write(self.line(step, done, metrics, now) + "\n")
         self._last_print = now
         self.stream.flush()
 

@@ -158,7 +158,7 @@ SCENARIOS: dict[Scenario, ScenarioInfo] = {info.scenario: info for info in (
                  "Reward functions start failing on some completions: check_answer returns NaN and check_numbers +inf for "
                  "a share of samples (3% of samples each at the onset, growing to 15% NaN and 7.5% inf); they are excluded from statistics and counted.",
                  _ONSET,
-                 (Signal("grpo_reward_fn_nonfinite", "up", "check_answer"), Signal("grpo_reward_fn_nonfinite", "up", "check_numbers"),
+                 (Signal("grpo_reward_fn_nonfinite_samples", "up", "check_answer"), Signal("grpo_reward_fn_nonfinite_samples", "up", "check_numbers"),
                   Signal("grpo_reward_fn_nonfinite_total", "up", "check_answer"), Signal("grpo_reward_nonfinite_samples", "up"))),
 )}
 
