@@ -8,9 +8,11 @@ Layout of ``<root>/<run_id>/``:
   a value is absent, 6 significant digits (step and timestamp exact). Appended and
   flushed every step; a line is never rewritten.
 - ``alerts.jsonl``: one JSON object per alert transition.
-- ``rewards.f16`` (when distributions are logged): per step a 16-byte header
-  (step int64, functions uint32, samples uint32) then the (F, N) rewards as
-  little-endian float16 (2 bytes per value, about 3 significant digits).
+- ``rewards.f16z`` (when distributions are logged): per step a 20-byte header
+  (step int64, functions uint32, samples uint32, payload bytes uint32) then the
+  (F, N) rewards as little-endian float16 (about 3 significant digits),
+  zlib-compressed: about 0.6 bytes per value for the discrete rewards GRPO
+  functions usually give, under 2 for continuous ones.
 - ``summary.json``: written when the run closes.
 
 A process killed mid-write leaves at most a torn last line (or record): readers
@@ -31,6 +33,7 @@ import logging
 import os
 import struct
 import time
+import zlib
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -42,7 +45,8 @@ from ..metrics.layout import StepLayout, StepMetrics
 log = logging.getLogger("rewardscope")
 
 FORMAT_VERSION = 1
-_RECORD_HEADER = struct.Struct("<qII")
+_RECORD_HEADER = struct.Struct("<qIII")
+DISTRIBUTIONS_FILE = "rewards.f16z"
 
 
 class RunStoreError(RuntimeError):
@@ -100,7 +104,8 @@ class RunStoreSink:
             manifest = {"format": FORMAT_VERSION, "run_id": run_id, "created": time.time(), "columns": columns,
                         **manifest_extra}
         if log_distributions:
-            manifest["distributions"] = {"file": "rewards.f16", "dtype": "float16", "header": "<qII step functions samples"}
+            manifest["distributions"] = {"file": DISTRIBUTIONS_FILE, "dtype": "<f2", "compression": "zlib",
+                                         "header": "<qIII step functions samples payload_bytes"}
         _write_json_atomic(manifest_path, manifest)
 
         steps_path = self.directory / "steps.jsonl"
@@ -114,10 +119,10 @@ class RunStoreSink:
                             resume_after_step)
         self.last_step = _last_step(steps_path)
         if log_distributions:
-            _repair_distributions(self.directory / "rewards.f16", self.last_step)
+            _repair_distributions(self.directory / DISTRIBUTIONS_FILE, self.last_step)
         self._steps = open(steps_path, "a", encoding="utf-8")
         self._alerts = open(self.directory / "alerts.jsonl", "a", encoding="utf-8")
-        self._distributions = open(self.directory / "rewards.f16", "ab") if log_distributions else None
+        self._distributions = open(self.directory / DISTRIBUTIONS_FILE, "ab") if log_distributions else None
         # One C-level format call per step; NaN renders as "nan" and becomes null below.
         self._format = "[%d,%.3f," + ",".join(["%.6g"] * (layout.width - 2)) + "]\n"
 
@@ -130,8 +135,8 @@ class RunStoreSink:
         self._steps.flush()
         if self._distributions is not None and metrics.rewards is not None:
             rewards = np.ascontiguousarray(metrics.rewards, dtype="<f2")
-            self._distributions.write(_RECORD_HEADER.pack(metrics.step, rewards.shape[0], rewards.shape[1]))
-            self._distributions.write(rewards.tobytes())
+            payload = zlib.compress(rewards.tobytes(), 1)
+            self._distributions.write(_RECORD_HEADER.pack(metrics.step, rewards.shape[0], rewards.shape[1], len(payload)) + payload)
             self._distributions.flush()
         self.last_step = metrics.step
 
@@ -215,8 +220,8 @@ def _repair_distributions(path: Path, last_step: int | None) -> None:
 def _record_ends(data: bytes) -> Iterator[tuple[int, int]]:
     offset = 0
     while offset + _RECORD_HEADER.size <= len(data):
-        step, functions, samples = _RECORD_HEADER.unpack_from(data, offset)
-        end = offset + _RECORD_HEADER.size + functions * samples * 2
+        step, _, _, payload = _RECORD_HEADER.unpack_from(data, offset)
+        end = offset + _RECORD_HEADER.size + payload
         if end > len(data):
             return
         yield step, end
@@ -275,15 +280,15 @@ def read_alerts(run_dir: str | os.PathLike) -> list[dict]:
 
 
 def read_distributions(run_dir: str | os.PathLike) -> Iterator[tuple[int, np.ndarray]]:
-    """(step, (F, N) float32 rewards) for each whole record of rewards.f16."""
-    path = Path(run_dir) / "rewards.f16"
+    """(step, (F, N) float32 rewards) for each whole record of the distributions file."""
+    path = Path(run_dir) / DISTRIBUTIONS_FILE
     if not path.exists():
         return
     data = path.read_bytes()
     start = 0
     for step, end in _record_ends(data):
-        functions, samples = _RECORD_HEADER.unpack_from(data, start)[1:]
-        values = np.frombuffer(data, dtype="<f2", count=functions * samples, offset=start + _RECORD_HEADER.size)
+        functions, samples = _RECORD_HEADER.unpack_from(data, start)[1:3]
+        values = np.frombuffer(zlib.decompress(data[start + _RECORD_HEADER.size:end]), dtype="<f2")
         yield step, values.reshape(functions, samples).astype(np.float32)
         start = end
     if start < len(data):
