@@ -1,0 +1,518 @@
+"""The GRPO training loop, monitored every step.
+
+One step:
+
+1. draw ``batch_size`` prompts and sample ``num_generations`` (G) completions for each,
+   ordered group by group;
+2. score every completion with every reward function; the weighted sum of the functions
+   with a non-zero weight is the reward, normalised within each group into advantages;
+3. with ``beta > 0``, score the completions under the reference policy (the model with
+   its LoRA adapter disabled);
+4. ``num_iterations`` optimisation passes over the batch, each one optimiser step made of
+   ``gradient_accumulation_steps`` micro-batches: clipped surrogate + beta * k3 KL,
+   aggregated per ``loss_type``, gradients clipped, warm-up then cosine learning rate;
+5. ``RewardMonitor.record_step`` with the per-function per-sample rewards, KL, policy
+   entropy, advantages, clip ratio, grad norm, loss, learning rate, completion lengths,
+   tokens, and (every ``eval_every`` steps) greedy accuracy on the eval split;
+6. a checkpoint every ``save_interval`` steps, then the callbacks.
+
+KL and entropy are token means over the batch's completion tokens under the policy
+that sampled them (before this step's update); clip ratio, loss and grad norm are
+means over the optimisation passes.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import logging
+import math
+import random
+import time
+from contextlib import ExitStack, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from rewardscope.trainer import checkpoints
+from rewardscope.trainer.config import ConfigError, TrainConfig, resolve_config
+from rewardscope.trainer.data import Problem, PromptSampler, chat_messages, load_problems, split_problems
+from rewardscope.trainer.generation import (
+    Rollout,
+    completion_logprobs,
+    decode_completions,
+    encode_prompts,
+    sample_completions,
+)
+from rewardscope.trainer.models import apply_lora, eos_token_ids, load_model_and_tokenizer
+from rewardscope.trainer.objective import group_advantages, grpo_token_loss, loss_weights
+from rewardscope.trainer.rewards import RewardFunction, is_correct, resolve_reward_functions
+
+log = logging.getLogger("rewardscope.trainer")
+
+
+class StopTraining(Exception):
+    """Raise from a callback to end the run after the current step; a checkpoint of
+    that step is saved so ``--resume`` continues from it."""
+
+
+@dataclass
+class StepEvent:
+    """What a callback sees after each step."""
+
+    step: int
+    num_steps: int
+    metrics: Any  # rewardscope.StepMetrics
+    monitor: Any  # rewardscope.RewardMonitor
+    step_seconds: float
+    monitor_seconds: float
+    completions: list[str]
+
+
+@dataclass
+class TrainResult:
+    """The outcome of ``train``: where the run went and a few per-step figures."""
+
+    run_id: str
+    run_directory: Path | None
+    checkpoint_dir: Path
+    first_step: int
+    last_step: int
+    num_steps: int
+    interrupted: bool
+    last_checkpoint: Path | None
+    prometheus_port: int | None
+    config: TrainConfig
+    reward_mean: list[float] = field(default_factory=list)
+    step_seconds: list[float] = field(default_factory=list)
+    monitor_seconds: list[float] = field(default_factory=list)
+    eval_accuracy: dict[int, float] = field(default_factory=dict)
+    final_metrics: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def steps_completed(self) -> int:
+        return self.last_step - self.first_step + 1 if self.last_step >= self.first_step else 0
+
+
+def warmup_cosine(total_steps: int, warmup_fraction: float) -> Callable[[int], float]:
+    """Learning-rate multiplier: linear warm-up over ceil(fraction * total) optimiser
+    steps, then cosine decay to 0 at the last step. The first step already has a
+    non-zero rate (1 / warm-up steps)."""
+    warmup = math.ceil(warmup_fraction * total_steps)
+
+    def factor(index: int) -> float:
+        if index < warmup:
+            return (index + 1) / warmup
+        span = max(total_steps - warmup, 1)
+        progress = min((index - warmup) / span, 1.0)
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    return factor
+
+
+def _set_threads(threads: int | None) -> None:
+    if threads is None:
+        return
+    torch.set_num_threads(threads)
+    try:
+        torch.set_num_interop_threads(threads)
+    except RuntimeError:
+        pass  # only settable before the first parallel work; intra-op threads matter most
+
+
+def _seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def _micro_batches(total: int, count: int) -> list[slice]:
+    bounds = np.linspace(0, total, count + 1).round().astype(int)
+    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+
+
+def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resume_after_step: int | None) -> Any:
+    from rewardscope import RewardFunctionSpec, RewardMonitor
+
+    specs = [RewardFunctionSpec(f.name, f.weight, f.min_value, f.max_value) for f in functions]
+    kwargs = dict(
+        group_size=config.num_generations,
+        run_dir=config.monitoring_dir,
+        prometheus_port=config.prometheus_port if config.prometheus else None,
+        print_alerts=True,
+        log_distributions=config.log_distributions,
+        run_info={"model": str(config.model_id), "trainer": "rewardscope", "device": str(config.device), "loss_type": config.loss_type},
+        config=config.to_dict(),
+        max_completion_length=config.max_generation_steps,
+        on_bad_input="raise",
+        resume_after_step=resume_after_step,
+    )
+    try:
+        return RewardMonitor(config.run_name, specs, alerts=config.enable_alerts, **kwargs)
+    except ModuleNotFoundError as exc:
+        if not config.enable_alerts or "alerting" not in str(exc):
+            raise
+        log.warning("alert engine unavailable (%s); training without in-process alerts", exc)
+        return RewardMonitor(config.run_name, specs, alerts=False, **kwargs)
+
+
+class GRPOTrainer:
+    """Holds the model, optimiser, data and monitor of one run; ``train`` drives it."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.device = torch.device(config.device)
+        self.functions = resolve_reward_functions(config.reward_fn)
+        problems = load_problems(config.dataset, config.num_problems, config.seed, config.max_operand or 9)
+        self.train_problems, self.eval_problems = split_problems(problems, config.train_fraction, config.seed)
+        self.eval_problems = self.eval_problems[: config.eval_samples]
+        self.sampler = PromptSampler(len(self.train_problems), config.seed)
+        self.sampling_generator = torch.Generator(device=self.device).manual_seed(config.seed)
+
+        dtype = torch.bfloat16 if config.bf16 else torch.float32
+        model, self.tokenizer = load_model_and_tokenizer(config.model_id, self.device, dtype, config.cache_dir)
+        if config.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        self.reference = None
+        if config.use_lora:
+            model = apply_lora(model, config.lora_rank, config.lora_alpha, config.lora_dropout)
+            if config.gradient_checkpointing:
+                model.enable_input_require_grads()
+        elif config.beta > 0:
+            # Without an adapter to switch off, the reference must be a frozen copy.
+            self.reference = copy.deepcopy(model).eval()
+            self.reference.requires_grad_(False)
+        self.model = model
+        self.eos_ids = eos_token_ids(model, self.tokenizer)
+        self.params = [p for p in model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(
+            self.params, lr=config.learning_rate, betas=(0.9, 0.99), weight_decay=config.weight_decay
+        )
+        total_updates = config.num_steps * config.num_iterations
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, warmup_cosine(total_updates, config.warmup_fraction))
+        self._prompt_cache: dict[str, str] = {}
+
+    # ----------------------------------------------------------------- prompts and rewards
+    def render_prompt(self, question: str) -> str:
+        prompt = self._prompt_cache.get(question)
+        if prompt is None:
+            prompt = self.tokenizer.apply_chat_template(chat_messages(question), tokenize=False, add_generation_prompt=True)
+            if len(self._prompt_cache) < 100_000:
+                self._prompt_cache[question] = prompt
+        return prompt
+
+    def rollout(self, problems: Sequence[Problem], repeat: int, greedy: bool = False) -> tuple[Rollout, list[str], list[str]]:
+        """Sample ``repeat`` completions per problem (rows grouped per problem)."""
+        prompts = [self.render_prompt(p.question) for p in problems]
+        ids, mask = encode_prompts(self.tokenizer, prompts, self.config.max_prompt_length, self.device)
+        if repeat > 1:
+            ids, mask = ids.repeat_interleave(repeat, dim=0), mask.repeat_interleave(repeat, dim=0)
+        self.model.eval()
+        result = sample_completions(
+            self.model,
+            ids,
+            mask,
+            self.config.max_generation_steps,
+            self.eos_ids,
+            self.tokenizer.pad_token_id,
+            temperature=self.config.temperature,
+            greedy=greedy,
+            generator=self.sampling_generator,
+        )
+        texts = decode_completions(self.tokenizer, result)
+        return result, texts, [p for p in prompts for _ in range(repeat)]
+
+    def score(self, problems: Sequence[Problem], prompts: list[str], texts: list[str]) -> dict[str, np.ndarray]:
+        """Every reward function's scores, in completion order."""
+        g = len(texts) // len(problems)
+        answers = [p.answer for p in problems for _ in range(g)]
+        questions = [p.question for p in problems for _ in range(g)]
+        return {
+            f.name: np.asarray(f(prompts, texts, answer=answers, question=questions), dtype=np.float64)
+            for f in self.functions
+        }
+
+    def total_reward(self, rewards: dict[str, np.ndarray]) -> np.ndarray:
+        """Weighted sum of the functions with non-zero weight; a non-finite score counts 0
+        here (the monitor counts it as non-finite)."""
+        total = np.zeros_like(next(iter(rewards.values())))
+        for f in self.functions:
+            if f.weight:
+                total += f.weight * np.nan_to_num(rewards[f.name], nan=0.0, posinf=0.0, neginf=0.0)
+        return total
+
+    # ----------------------------------------------------------------- evaluation
+    @torch.no_grad()
+    def evaluate(self) -> float | None:
+        """Greedy accuracy on the eval split (exact or normalised answer match)."""
+        if not self.eval_problems:
+            return None
+        correct = 0
+        chunk = 64
+        for start in range(0, len(self.eval_problems), chunk):
+            problems = self.eval_problems[start : start + chunk]
+            _, texts, _ = self.rollout(problems, 1, greedy=True)
+            correct += sum(is_correct(t, p.answer) for t, p in zip(texts, problems))
+        return correct / len(self.eval_problems)
+
+    # ----------------------------------------------------------------- optimisation
+    def _reference_logprobs(self, batch: Rollout) -> torch.Tensor:
+        with torch.no_grad():
+            if self.reference is not None:
+                logps, _ = completion_logprobs(self.reference, batch, self.config.temperature)
+            else:
+                with self.model.disable_adapter():
+                    logps, _ = completion_logprobs(self.model, batch, self.config.temperature)
+        return logps
+
+    def optimise(self, rollout: Rollout, advantages: torch.Tensor) -> dict[str, float]:
+        """The optimisation passes of one step; returns the step's training figures."""
+        config = self.config
+        parts = _micro_batches(rollout.completion_ids.size(0), config.gradient_accumulation_steps)
+        mask = rollout.completion_mask
+        total_rows = mask.size(0)
+        total_tokens = float(mask.sum())
+        self.model.train()
+        with_kl = config.beta > 0
+        ref = [self._reference_logprobs(rollout.select(p)) for p in parts] if with_kl else [None] * len(parts)
+        old: list[torch.Tensor | None] = [None] * len(parts)
+        if config.num_iterations > 1:
+            # The policy that sampled, scored by the training forward, fixed for all passes.
+            with torch.no_grad():
+                old = [completion_logprobs(self.model, rollout.select(p), config.temperature)[0] for p in parts]
+
+        kl_sum = entropy_sum = 0.0
+        losses, clip_ratios, grad_norms = [], [], []
+        learning_rate = self.scheduler.get_last_lr()[0]
+        for iteration in range(config.num_iterations):
+            loss_total = clipped_tokens = 0.0
+            for index, part in enumerate(parts):
+                batch = rollout.select(part)
+                logps, entropy = completion_logprobs(self.model, batch, config.temperature, with_entropy=iteration == 0)
+                old_logps = old[index] if old[index] is not None else logps.detach()
+                per_token, clipped, kl = grpo_token_loss(logps, old_logps, ref[index], advantages[part], config.epsilon, config.beta)
+                weights = loss_weights(batch.completion_mask, config.loss_type, config.max_generation_steps, total_rows, total_tokens)
+                loss = (per_token * weights).sum()
+                loss.backward()
+                loss_total += float(loss.detach())
+                m = batch.completion_mask.to(per_token.dtype)
+                clipped_tokens += float((clipped.to(m.dtype) * m).sum())
+                if iteration == 0:
+                    entropy_sum += float((entropy * m).sum())
+                    if kl is not None:
+                        kl_sum += float((kl.detach() * m).sum())
+            clip_to = config.max_grad_norm if config.max_grad_norm > 0 else float("inf")
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, clip_to))
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            losses.append(loss_total)
+            clip_ratios.append(clipped_tokens / max(total_tokens, 1.0))
+            grad_norms.append(grad_norm)
+        tokens = max(total_tokens, 1.0)
+        return {
+            "loss": float(np.mean(losses)),
+            "clip_ratio": float(np.mean(clip_ratios)),
+            "grad_norm": float(np.mean(grad_norms)),
+            "learning_rate": float(learning_rate),
+            "kl": kl_sum / tokens if with_kl else None,
+            "policy_entropy": entropy_sum / tokens,
+        }
+
+    # ----------------------------------------------------------------- state
+    def trainer_state(self, sampler_state: dict[str, Any], rng: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "run_id": self.config.run_name,
+            "config": self.config.to_dict(),
+            "sampler": sampler_state,
+            "rng": rng,
+        }
+
+    def save(self, step: int, sampler_state: dict[str, Any], rng: dict[str, Any]) -> Path:
+        return checkpoints.save_checkpoint(
+            self.config.checkpoint_dir,
+            step,
+            self.model,
+            self.optimizer,
+            self.scheduler,
+            self.trainer_state(sampler_state, rng),
+            self.config.max_checkpoints,
+            save_adapter=self.config.use_lora,
+        )
+
+    def restore(self, path: Path, state: dict[str, Any]) -> None:
+        checkpoints.load_trainable_weights(path, self.model)
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.sampler.load_state_dict(state["sampler"])
+        checkpoints.restore_rng_state(state["rng"], self.sampling_generator)
+
+
+# Settings a resumed run must share with the checkpoint: they shape the model, the data
+# order or the meaning of a step.
+_RESUME_MUST_MATCH = (
+    "model_id", "use_lora", "lora_rank", "lora_alpha", "batch_size", "num_generations", "dataset",
+    "num_problems", "max_operand", "train_fraction", "seed", "reward_fn", "num_iterations",
+)
+
+
+def _resume_config(config: TrainConfig) -> tuple[TrainConfig, Path | None, dict[str, Any] | None]:
+    """For ``--resume``: the checkpoint, its state, and the config with the run id and
+    checkpoint directory of the run being continued."""
+    if config.resume is None:
+        return config, None, None
+    checkpoint_dir = config.checkpoint_dir
+    if checkpoint_dir is None and config.run_name is not None:
+        checkpoint_dir = str(Path("checkpoints") / config.run_name)
+    path = checkpoints.find_checkpoint(config.resume, checkpoint_dir)
+    state = checkpoints.read_trainer_state(path)
+    saved = state.get("config", {})
+    if config.run_name is not None and config.run_name != state["run_id"]:
+        raise ConfigError(f"--run-name {config.run_name!r} differs from the checkpoint's run {state['run_id']!r}")
+    changed = [k for k in _RESUME_MUST_MATCH if getattr(config, k) is not None and k in saved and saved[k] != getattr(config, k)]
+    if changed:
+        details = ", ".join(f"{k}: checkpoint {saved[k]!r} vs now {getattr(config, k)!r}" for k in changed)
+        raise ConfigError(f"cannot resume {path} with different settings ({details})")
+    # Unset settings are taken from the checkpoint, so that a resume with only --resume
+    # continues the same run (same step count, model, lengths).
+    inherited = {k: saved[k] for k in ("model_id", "num_steps", "learning_rate", "max_prompt_length", "max_generation_steps",
+                                       "max_operand", "checkpoint_dir") if getattr(config, k) is None and k in saved}
+    config = dataclasses.replace(config, run_name=state["run_id"], **inherited)
+    return config, path, state
+
+
+def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] = ()) -> TrainResult:
+    """Run GRPO as ``config`` says, feeding ``RewardMonitor`` every step.
+
+    ``callbacks`` are called after every step with a ``StepEvent``; raising
+    ``StopTraining`` from one ends the run cleanly (a checkpoint of that step is saved).
+    Ctrl-C does the same. Any other exception propagates; the last periodic checkpoint
+    then is where ``--resume`` continues, and the run store drops the steps after it.
+    """
+    config, resume_path, resume_state = _resume_config(config)
+    config = resolve_config(config, torch.cuda.is_available())
+    _set_threads(config.threads)
+    _seed_everything(config.seed)
+    start_step = int(resume_state["step"]) if resume_state else 0
+    if start_step >= config.num_steps:
+        raise ConfigError(f"the checkpoint is at step {start_step}; raise --num-steps above it to continue")
+    store = Path(config.monitoring_dir) / config.run_name / "steps.jsonl"
+    if resume_state is None and store.is_file() and store.stat().st_size > 0:
+        raise ConfigError(f"run {config.run_name!r} already has steps in {store.parent}; use --resume or another --run-name")
+
+    trainer = GRPOTrainer(config)
+    if resume_path is not None:
+        trainer.restore(resume_path, resume_state)
+
+    result = TrainResult(
+        run_id=config.run_name,
+        run_directory=None,
+        checkpoint_dir=Path(config.checkpoint_dir),
+        first_step=start_step + 1,
+        last_step=start_step,
+        num_steps=config.num_steps,
+        interrupted=False,
+        last_checkpoint=resume_path,
+        prometheus_port=None,
+        config=config,
+    )
+    monitor = _make_monitor(config, trainer.functions, resume_after_step=start_step if resume_state else None)
+    result.run_directory = monitor.run_directory
+    result.prometheus_port = monitor.prometheus_port
+    progress = _progress_bar(config, start_step)
+    # The state at the start of the next step: what a checkpoint of the last completed
+    # step must hold, even when an interrupt lands in the middle of a step.
+    boundary = (trainer.sampler.state_dict(), checkpoints.rng_state(trainer.sampling_generator))
+    saved_step = start_step
+    updating = False
+    with ExitStack() as stack:
+        stack.callback(monitor.close)
+        stack.callback(progress.close)
+        try:
+            for step in range(start_step + 1, config.num_steps + 1):
+                updating = False
+                started = time.perf_counter()
+                problems = [trainer.train_problems[i] for i in trainer.sampler.next_indices(config.batch_size)]
+                rollout, texts, prompts = trainer.rollout(problems, config.num_generations)
+                rewards = trainer.score(problems, prompts, texts)
+                total = trainer.total_reward(rewards)
+                advantages = group_advantages(
+                    torch.as_tensor(total, dtype=torch.float32), config.num_generations, scale=config.scale_rewards
+                ).to(trainer.device)
+                updating = True
+                figures = trainer.optimise(rollout, advantages)
+                eval_accuracy = None
+                if config.eval_every and (step % config.eval_every == 0 or step == config.num_steps):
+                    eval_accuracy = trainer.evaluate()
+                lengths = rollout.completion_lengths.cpu().numpy()
+                tokens = int(rollout.prompt_mask.sum() + rollout.completion_mask.sum())
+                monitor_started = time.perf_counter()
+                metrics = monitor.record_step(
+                    step,
+                    rewards,
+                    kl=figures["kl"],
+                    policy_entropy=figures["policy_entropy"],
+                    advantages=advantages.cpu().numpy(),
+                    completion_lengths=lengths,
+                    max_completion_length=config.max_generation_steps,
+                    clip_ratio=figures["clip_ratio"],
+                    grad_norm=figures["grad_norm"],
+                    loss=figures["loss"],
+                    learning_rate=figures["learning_rate"],
+                    eval_accuracy=eval_accuracy,
+                    tokens=tokens,
+                )
+                finished = time.perf_counter()
+                monitor_seconds = finished - monitor_started
+                step_seconds = finished - started
+                updating = False
+                result.last_step = step
+                boundary = (trainer.sampler.state_dict(), checkpoints.rng_state(trainer.sampling_generator))
+                reward_mean = metrics.value("grpo_reward_mean")
+                result.reward_mean.append(float("nan") if reward_mean is None else reward_mean)
+                result.step_seconds.append(step_seconds)
+                result.monitor_seconds.append(monitor_seconds)
+                if eval_accuracy is not None:
+                    result.eval_accuracy[step] = eval_accuracy
+                if config.save_interval and (step % config.save_interval == 0 or step == config.num_steps):
+                    result.last_checkpoint = trainer.save(step, *boundary)
+                    saved_step = step
+                progress.set_postfix(_postfix(reward_mean, figures["kl"], step_seconds), refresh=False)
+                progress.update(1)
+                event = StepEvent(step, config.num_steps, metrics, monitor, step_seconds, monitor_seconds, texts)
+                for callback in callbacks:
+                    callback(event)
+        except (StopTraining, KeyboardInterrupt) as stop:
+            result.interrupted = True
+            if not updating and result.last_step > saved_step:
+                result.last_checkpoint = trainer.save(result.last_step, *boundary)
+            if isinstance(stop, KeyboardInterrupt):
+                log.warning("interrupted at step %d; resume with --resume %s", result.last_step, config.checkpoint_dir)
+        latest = monitor.latest
+        if latest is not None:
+            result.final_metrics = latest.as_dict()
+    return result
+
+
+def _postfix(reward: float | None, kl: float | None, seconds: float) -> dict[str, str]:
+    return {
+        "reward": "-" if reward is None else f"{reward:.3f}",
+        "kl": "-" if kl is None else f"{kl:.4f}",
+        "step_s": f"{seconds:.2f}",
+    }
+
+
+def _progress_bar(config: TrainConfig, start_step: int) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(
+        total=config.num_steps,
+        initial=start_step,
+        desc=f"GRPO {config.run_name}",
+        unit="step",
+        disable=not config.progress,
+        dynamic_ncols=True,
+    )
