@@ -3,8 +3,8 @@
 Runs a named scenario (``--list`` shows them) through a real RewardMonitor at
 ``--rate`` steps per second, serving /metrics and writing the run directory as a
 training run would. A stalled run stops recording at its onset and keeps serving
-/metrics until Ctrl-C (or ``--linger`` seconds). Ctrl-C closes the monitor cleanly:
-the summary is written and printed.
+/metrics until Ctrl-C (or ``--linger`` seconds). Ctrl-C, or SIGTERM (``docker stop``),
+closes the monitor cleanly: the summary is written and printed.
 
 Usage::
 
@@ -16,7 +16,9 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -45,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--alerts", action=argparse.BooleanOptionalAction, default=False,
                         help="evaluate the alert rules in-process (default off)")
     parser.add_argument("--print-alerts", action="store_true", help="print alert transitions as they happen")
-    parser.add_argument("--log-distributions", action="store_true", help="store every reward value (rewards.f16)")
+    parser.add_argument("--log-distributions", action="store_true", help="store every reward value (rewards.f16z)")
     parser.add_argument("--linger", type=float, default=None,
                         help="keep serving /metrics this many seconds after the last step (a stalled run lingers until "
                              "Ctrl-C unless this is given)")
@@ -63,6 +65,18 @@ def list_scenarios() -> str:
             shown = ", ".join(f"{s.metric}{'{' + s.reward_fn + '}' if s.reward_fn else ''} {s.direction}" for s in info.signals)
             lines.append(f"    shows in: {shown}")
     return "\n".join(lines)
+
+
+def _sigterm_as_interrupt():
+    """Handle SIGTERM like Ctrl-C (a container being stopped still writes its summary); returns the undo."""
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 def _error(message: str) -> int:
@@ -123,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
 
     status = 0
+    restore = _sigterm_as_interrupt()
     try:
         drive(monitor, iter_plan(plan), rate=args.rate, progress=progress)
         # A stalled run lingers until Ctrl-C unless --linger says how long; without a server there is nothing to serve.
@@ -141,6 +156,7 @@ def run(args: argparse.Namespace) -> int:
     finally:
         progress.finish()
         monitor.close()
+        restore()
     print()
     print(render(summarize(monitor.run_directory)))
     return status

@@ -42,14 +42,15 @@ class Progress:
         self.tty = self.stream.isatty() if tty is None else tty
         self.clock = clock
         self.alerts_firing = 0
-        self._started = clock()
+        self._first_time: float | None = None  # when the first step was recorded
         self._last_print = float("-inf")  # the first step always prints: the run has started
         self._next_tenth = 1
         self._line_open = False
 
     def line(self, step: int, done: int, metrics: StepMetrics | None, now: float) -> str:
-        elapsed = now - self._started
-        rate = done / elapsed if elapsed > 0 else 0.0
+        # Steps after the first over the time since the first: the pace, whatever the set-up time before it.
+        elapsed = 0.0 if self._first_time is None else now - self._first_time
+        rate = (done - 1) / elapsed if elapsed > 0 else 0.0
         parts = [f"step {step}/{self.total} ({100 * done // max(self.total, 1)}%)", f"{rate:.1f} steps/s"]
         if metrics is not None:
             for label, name, fmt in (("reward", "grpo_reward_mean", ".3g"), ("zero-spread", "grpo_group_zero_std_ratio", ".2f"),
@@ -62,6 +63,8 @@ class Progress:
     def update(self, step: int, done: int, metrics: StepMetrics | None) -> None:
         """Called after every recorded step; prints only when a new line is due."""
         now = self.clock()
+        if self._first_time is None:
+            self._first_time = now
         if self.tty:
             if now - self._last_print < 0.2 and done < self.total:
                 return

@@ -119,7 +119,7 @@ SCENARIOS: dict[Scenario, ScenarioInfo] = {info.scenario: info for info in (
                  (Signal("grpo_reward_fn_mean", "up", "format_exact"), Signal("grpo_reward_fn_mean", "up", "format_approx"),
                   Signal("grpo_reward_fn_group_all_max_ratio", "up", "format_exact"),
                   Signal("grpo_reward_fn_mean", "down", "check_answer"), Signal("grpo_reward_fn_mean", "down", "check_numbers"),
-                  Signal("grpo_eval_accuracy_ratio", "down"), Signal("grpo_reward_hacking_suspected", "up"))),
+                  Signal("grpo_eval_accuracy_ratio", "down"))),
     ScenarioInfo(Scenario.ENTROPY_COLLAPSE,
                  "The policy collapses onto one completion per prompt: policy entropy falls towards 0, the G completions "
                  "of a prompt become identical, within-group reward spread vanishes and learning stops.",
@@ -276,7 +276,7 @@ def _format_logit(progress: float) -> float:
 
 def _answer_logit(progress: float) -> float:
     """Log-odds of a correct answer on a prompt of average difficulty: learned later than format."""
-    return -1.5 + 2.5 * float(_sigmoid((progress - 0.55) / 0.15))
+    return -1.5 + 2.5 * float(_sigmoid((progress - 0.6) / 0.15))
 
 
 def _learning_rate(step: int, steps: int) -> float:
@@ -323,7 +323,7 @@ def simulate_step(plan: RunPlan, step: int, eval_set: np.ndarray | None = None) 
     u_numbers = rng.random((B, G))
     length_noise = rng.standard_normal((B, G))
     u_nonfinite = rng.random((B, G))
-    z = rng.standard_normal(8)  # scalar noises: kl, entropy, clip, grad, spike size, loss, eval, (spare)
+    z = rng.standard_normal(7)  # scalar noises: kl, entropy, clip, grad norm, spike size, loss, eval accuracy
     u_spike = rng.random()
 
     progress = _learning_progress(plan, step, s in (Scenario.ENTROPY_COLLAPSE, Scenario.ZERO_VARIANCE_GROUPS))
@@ -339,8 +339,9 @@ def simulate_step(plan: RunPlan, step: int, eval_set: np.ndarray | None = None) 
 
     if s is Scenario.REWARD_HACKING:
         fmt_logit += 8.0 * h
-        ans_logit -= 4.0 * h
+        ans_logit -= 5.0 * h
         kl *= 1.0 + 2.0 * h
+        length_scale *= 1.0 - 0.5 * h  # short, well-formatted answers: nothing left to truncate
     elif s is Scenario.ENTROPY_COLLAPSE:
         copy_p += (1.0 - copy_p) * h
         entropy *= 1.0 - 0.97 * h
@@ -357,7 +358,7 @@ def simulate_step(plan: RunPlan, step: int, eval_set: np.ndarray | None = None) 
         copy_p += (0.97 - copy_p) * h
         difficulty = difficulty * (1.0 + 2.0 * h)
     elif s is Scenario.LENGTH_EXPLOSION:
-        length_scale *= math.exp(h * math.log(6.0))
+        length_scale *= math.exp(h * math.log(8.0))
         kl *= 1.0 + h
 
     # Completion i of a group repeats the group's first completion with probability copy_p.

@@ -11,14 +11,14 @@ import urllib.request
 import pytest
 
 from rewardscope.cli import main
-from rewardscope.exporter.runstore import read_manifest, read_steps, read_summary
+from rewardscope.exporter.runstore import read_distributions, read_manifest, read_steps, read_summary
 from rewardscope.simulation import simulate_steps
 from rewardscope.simulation.run import Progress, drive
 
 
 def test_simulate_writes_a_run_directory_that_summary_reads(tmp_path, capsys):
     rc = main(["simulate", "--scenario", "kl_blowup", "--steps", "30", "--rate", "0", "--port", "0", "--seed", "5",
-               "--run-dir", str(tmp_path), "--run-id", "e2e"])
+               "--run-dir", str(tmp_path), "--run-id", "e2e", "--log-distributions"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "/metrics: http://127.0.0.1:" in out and f"run dir:  {tmp_path / 'e2e'}" in out
@@ -29,6 +29,8 @@ def test_simulate_writes_a_run_directory_that_summary_reads(tmp_path, capsys):
                                                 "eval_every": 10}
     assert [row["grpo_step"] for row in read_steps(tmp_path / "e2e")] == list(range(1, 31))
     assert read_summary(tmp_path / "e2e")["steps_recorded"] == 30
+    distributions = list(read_distributions(tmp_path / "e2e"))
+    assert [step for step, _ in distributions] == list(range(1, 31)) and distributions[0][1].shape == (4, 128)
 
     assert main(["summary", str(tmp_path / "e2e"), "--json"]) == 0
     summary = json.loads(capsys.readouterr().out)
@@ -104,12 +106,13 @@ def test_stalled_run_keeps_serving_metrics_and_ctrl_c_closes_it(tmp_path, proces
     assert read_summary(tmp_path / "st")["last_step"] == 7
 
 
-def test_ctrl_c_during_the_steps_writes_the_summary(tmp_path, processes):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_during_the_steps_writes_the_summary(tmp_path, processes, signum):
     process = _start(["--scenario", "healthy", "--steps", "100000", "--rate", "20", "--run-id", "int"], tmp_path)
     processes.append(process)
     _read_until(process.stdout, "/metrics: ")
     _read_until(process.stderr, "step ")  # a progress line: steps are being recorded
-    process.send_signal(signal.SIGINT)
+    process.send_signal(signum)
     out, err = process.communicate(timeout=30)
     assert process.returncode == 130
     assert "interrupted; closing the run" in err
@@ -178,3 +181,10 @@ def test_progress_rewrites_one_line_on_a_tty():
     progress.finish()
     text = stream.getvalue()
     assert text.count("\r\x1b[2K") == 3 and text.endswith("step 3/3 (100%)  1.0 steps/s  alerts firing 0\n")
+
+
+def test_alerts_without_the_alert_engine_get_a_clear_message(tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "rewardscope.alerting.engine", None)  # as if the engine were not installed
+    assert main(["simulate", "--steps", "3", "--rate", "0", "--no-serve", "--alerts", "--run-dir", str(tmp_path)]) == 2
+    assert "--alerts needs the in-process alert engine (rewardscope.alerting.engine)" in capsys.readouterr().err
+    assert main(["simulate", "--steps", "3", "--rate", "0", "--no-serve", "--no-alerts", "--run-dir", str(tmp_path)]) == 0

@@ -43,6 +43,10 @@ BEFORE = range(1, ONSET)
 AFTER = range(FULL, STEPS + 1)
 
 
+def median(values):
+    return float(np.median([v for v in values if v is not None]))
+
+
 def mean(values):
     present = [v for v in values if v is not None]
     return sum(present) / len(present)
@@ -64,15 +68,14 @@ def test_healthy_run_improves_format_first_then_correctness(runs):
     assert mean(reward[-20:]) > mean(reward[:20]) + 3.0
     evals = [v for v in series(run, "grpo_eval_accuracy_ratio") if v is not None]
     assert len(evals) == 10 and evals[-1] > evals[0] + 0.3
-    fmt = series(run, "grpo_reward_fn_mean", "format_exact")
-    answer = series(run, "grpo_reward_fn_mean", "check_answer")
-    # Format: most of its gain in the first half. Correctness: most of its gain in the second half.
-    fmt_gain_first_half = mean(fmt[40:50]) - mean(fmt[:10])
-    fmt_gain_second_half = mean(fmt[-10:]) - mean(fmt[40:50])
-    answer_gain_first_half = mean(answer[40:50]) - mean(answer[:10])
-    answer_gain_second_half = mean(answer[-10:]) - mean(answer[40:50])
-    assert fmt_gain_first_half > 1.0 > fmt_gain_second_half
-    assert answer_gain_second_half > answer_gain_first_half
+    # Share of the whole run's gain (first 20 steps -> last 20) already made by mid-run (steps 41-60):
+    # format is mostly learned by then, correctness mostly after.
+    def gain_by_mid_run(values):
+        first, mid, last = mean(values[:20]), mean(values[40:60]), mean(values[80:])
+        return (mid - first) / (last - first)
+
+    assert gain_by_mid_run(series(run, "grpo_reward_fn_mean", "format_exact")) > 0.8
+    assert gain_by_mid_run(series(run, "grpo_reward_fn_mean", "check_answer")) < 0.75
     kl = series(run, "grpo_kl")
     assert max(kl) < 0.1 and mean(kl[-10:]) > 5 * mean(kl[:10])
     entropy = series(run, "grpo_policy_entropy")
@@ -93,7 +96,9 @@ def test_reward_hacking_saturates_format_while_correctness_falls(runs):
         assert mean(series(run, "grpo_reward_fn_mean", fn, AFTER)) < mean(series(run, "grpo_reward_fn_mean", fn, range(30, 40)))
         assert mean(series(run, "grpo_reward_fn_mean", fn, AFTER)) < mean(series(healthy, "grpo_reward_fn_mean", fn, AFTER)) - 0.5
     evals = series(run, "grpo_eval_accuracy_ratio", steps=range(10, 101, 10))
-    assert max(evals[4:]) < evals[3] and evals[-1] < evals[3] - 0.15  # evals[3] is step 40, the onset
+    healthy_evals = series(healthy, "grpo_eval_accuracy_ratio", steps=range(10, 101, 10))
+    assert max(evals[6:]) < evals[3]  # evals[3] is step 40, the onset
+    assert evals[-1] < healthy_evals[-1] - 0.4
 
 
 def test_entropy_collapse_removes_within_group_spread(runs):
@@ -112,8 +117,7 @@ def test_kl_blowup_passes_one_and_grad_norm_spikes(runs):
     assert max(series(run, "grpo_kl", steps=BEFORE)) < 0.05
     kl_after = series(run, "grpo_kl", steps=AFTER)
     assert min(kl_after) > 1.0 and max(kl_after) > 2.5
-    grad_before = sorted(series(run, "grpo_grad_norm", steps=BEFORE))
-    assert max(series(run, "grpo_grad_norm", steps=AFTER)) > 20 * grad_before[len(grad_before) // 2]
+    assert max(series(run, "grpo_grad_norm", steps=AFTER)) > 20 * median(series(run, "grpo_grad_norm", steps=BEFORE))
     assert min(series(run, "grpo_clip_ratio", steps=AFTER)) > 0.2 > max(series(run, "grpo_clip_ratio", steps=BEFORE))
     assert mean(series(run, "grpo_reward_mean", steps=AFTER)) < mean(series(run, "grpo_reward_mean", steps=range(30, 40))) - 1.5
 
@@ -123,7 +127,7 @@ def test_zero_variance_groups_leave_no_signal_with_normal_entropy(runs):
     assert mean(series(run, "grpo_group_zero_std_ratio", steps=BEFORE)) < 0.1
     assert mean(series(run, "grpo_group_zero_std_ratio", steps=AFTER)) > 0.8
     assert mean(series(run, "grpo_advantage_std", steps=AFTER)) < 0.3 < min(series(run, "grpo_advantage_std", steps=BEFORE))
-    assert mean(series(run, "grpo_grad_norm", steps=AFTER)) < 0.5 * mean(series(run, "grpo_grad_norm", steps=BEFORE))
+    assert median(series(run, "grpo_grad_norm", steps=AFTER)) < 0.5 * median(series(run, "grpo_grad_norm", steps=BEFORE))
     assert min(series(run, "grpo_policy_entropy", steps=AFTER)) > 0.5  # unlike entropy_collapse
 
 
@@ -131,6 +135,7 @@ def test_length_explosion_truncates_most_completions(runs):
     run = runs[Scenario.LENGTH_EXPLOSION]
     assert max(series(run, "grpo_completion_truncated_ratio", steps=BEFORE)) < 0.05
     assert min(series(run, "grpo_completion_truncated_ratio", steps=AFTER)) > 0.8
+    assert mean(series(run, "grpo_completion_truncated_ratio", steps=AFTER)) > 0.95
     assert min(series(run, "grpo_completion_length_mean_tokens", steps=AFTER)) > 480  # the limit is 512
     assert mean(series(run, "grpo_reward_fn_mean", "format_exact", AFTER)) < 0.5
 
