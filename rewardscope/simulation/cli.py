@@ -46,7 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-serve", action="store_true", help="do not serve /metrics")
     parser.add_argument("--alerts", action=argparse.BooleanOptionalAction, default=False,
                         help="evaluate the alert rules in-process (default off)")
-    parser.add_argument("--print-alerts", action="store_true", help="print alert transitions as they happen")
+    parser.add_argument("--print-alerts", action="store_true", help="print alert transitions as they happen (with --alerts)")
     parser.add_argument("--log-distributions", action="store_true", help="store every reward value (rewards.f16z)")
     parser.add_argument("--linger", type=float, default=None,
                         help="keep serving /metrics this many seconds after the last step (a stalled run lingers until "
@@ -100,6 +100,8 @@ def run(args: argparse.Namespace) -> int:
         return _error(str(error))
     if args.rate < 0:
         return _error(f"--rate must be >= 0 (0 = as fast as possible), got {args.rate}")
+    if args.print_alerts and not args.alerts:
+        return _error("--print-alerts prints the in-process alerts: add --alerts")
     if args.linger is not None and args.linger < 0:
         return _error(f"--linger must be >= 0 seconds, got {args.linger}")
     run_id = args.run_id or f"{plan.scenario.value}-{time.strftime('%Y%m%d-%H%M%S')}"
@@ -123,7 +125,7 @@ def run(args: argparse.Namespace) -> int:
             return _error(f"--alerts needs the in-process alert engine (rewardscope.alerting.engine), which this "
                           f"installation lacks ({error}); run with --no-alerts")
         raise
-    except (OSError, RunStoreError) as error:
+    except (OSError, RunStoreError, ValueError) as error:  # port in use, another run's directory, a bad run id
         return _error(str(error))
 
     info = SCENARIOS[plan.scenario]

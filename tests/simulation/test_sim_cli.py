@@ -44,6 +44,10 @@ def test_simulate_rejects_bad_arguments_and_a_used_run_id(tmp_path, capsys):
     assert "onset 20 is after the last step 10" in capsys.readouterr().err
     assert main(["simulate", "--steps", "5", "--rate", "-1", "--no-serve", "--run-dir", str(tmp_path)]) == 2
     assert "--rate must be >= 0" in capsys.readouterr().err
+    assert main(["simulate", "--steps", "5", "--print-alerts", "--no-serve", "--run-dir", str(tmp_path)]) == 2
+    assert "--print-alerts prints the in-process alerts: add --alerts" in capsys.readouterr().err
+    assert main(["simulate", "--steps", "5", "--no-serve", "--run-dir", str(tmp_path), "--run-id", "a/b"]) == 2
+    assert "run_id must be a non-empty name without '/'" in capsys.readouterr().err
     assert main(["simulate", "--steps", "3", "--rate", "0", "--no-serve", "--run-dir", str(tmp_path), "--run-id", "x"]) == 0
     capsys.readouterr()
     assert main(["simulate", "--steps", "3", "--rate", "0", "--no-serve", "--run-dir", str(tmp_path), "--run-id", "x"]) == 2
@@ -188,3 +192,15 @@ def test_alerts_without_the_alert_engine_get_a_clear_message(tmp_path, capsys, m
     assert main(["simulate", "--steps", "3", "--rate", "0", "--no-serve", "--alerts", "--run-dir", str(tmp_path)]) == 2
     assert "--alerts needs the in-process alert engine (rewardscope.alerting.engine)" in capsys.readouterr().err
     assert main(["simulate", "--steps", "3", "--rate", "0", "--no-serve", "--no-alerts", "--run-dir", str(tmp_path)]) == 0
+
+
+def test_in_process_alerts_are_printed_and_recorded(tmp_path, capsys):
+    pytest.importorskip("rewardscope.alerting.engine", reason="the alert engine lands with its own issue")
+    assert main(["simulate", "--scenario", "kl_blowup", "--steps", "60", "--rate", "0", "--no-serve", "--alerts",
+                 "--print-alerts", "--run-dir", str(tmp_path), "--run-id", "al"]) == 0
+    out = capsys.readouterr().out
+    fired = [json.loads(line) for line in (tmp_path / "al" / "alerts.jsonl").read_text().splitlines()]
+    firing = [e for e in fired if e["state"] == "firing"]
+    assert firing and all(e["step"] >= 24 for e in fired)  # nothing before the onset (step 24)
+    assert out.count("[rewardscope] FIRING ") == len(firing)
+    assert "alerts fired:        none" not in out
