@@ -239,21 +239,25 @@ def read_manifest(run_dir: str | os.PathLike) -> dict:
 
 
 def _read_rows(steps_path: Path) -> Iterator[list]:
+    """Stream the step lines; a torn final line (no newline, or not JSON) is skipped with a warning."""
     if not steps_path.exists():
         return
     with open(steps_path, encoding="utf-8") as f:
-        lines = f.readlines()
-    for number, line in enumerate(lines, 1):
-        try:
-            row = json.loads(line)
-            if not isinstance(row, list) or not line.endswith("\n"):
-                raise ValueError("incomplete line")
-        except ValueError:
-            if number == len(lines):
-                log.warning("%s: skipped a torn final line (an interrupted writer)", steps_path)
-                return
-            raise RunStoreError(f"{steps_path}:{number} is not a step line") from None
-        yield row
+        number = 0
+        pending = f.readline()
+        while pending:
+            number += 1
+            line, pending = pending, f.readline()
+            try:
+                row = json.loads(line)
+                if not isinstance(row, list) or not line.endswith("\n"):
+                    raise ValueError("incomplete line")
+            except ValueError:
+                if not pending:
+                    log.warning("%s: skipped a torn final line (an interrupted writer)", steps_path)
+                    return
+                raise RunStoreError(f"{steps_path}:{number} is not a step line") from None
+            yield row
 
 
 def read_steps(run_dir: str | os.PathLike) -> Iterator[dict[str, float]]:
