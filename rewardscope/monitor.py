@@ -33,12 +33,12 @@ import time
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, generate_latest
 
 from . import __version__
 from .alerting.events import AlertEvent, AlertState
 from .exporter.base import FanOut, Sink
-from .exporter.prometheus import DEFAULT_HOST, MetricsServer, RunCollector
+from .exporter.prometheus import DEFAULT_HOST, MetricsServer, RunCollector, TextRenderer, snapshot
 from .exporter.runstore import RunStoreSink
 from .metrics.catalogue import Scope, metric
 from .metrics.functions import RewardFunctionSpec, as_specs
@@ -128,13 +128,16 @@ class RewardMonitor:
         sinks.extend(extra_sinks)
         self.fanout = FanOut(sinks, on_error=self._count_sink_error)
 
-        self.registry = registry if registry is not None else CollectorRegistry()
+        self._renderer = TextRenderer()
+        own_registry = registry is None
+        self.registry = CollectorRegistry() if own_registry else registry
         self._collector = RunCollector(self.state)
         self.registry.register(self._collector)
         self.server: MetricsServer | None = None
         if prometheus_port is not None:
-            self.server = MetricsServer(self.registry, prometheus_host, prometheus_port)
-            log.info("rewardscope: serving %s", self.server.url)
+            self.server = MetricsServer(self._render if own_registry else lambda: generate_latest(self.registry),
+                                        prometheus_host, prometheus_port)
+            log.info("serving %s", self.server.url)
         self._last_monotonic: float | None = None
         self._steps_recorded = 0
         self._closed = False
@@ -160,6 +163,9 @@ class RewardMonitor:
         if not self.layout.has(name):
             raise ValueError(f"trend rule on {name}: only per-step stored metrics have trends")
         return [(name, "", window)]
+
+    def _render(self) -> bytes:
+        return self._renderer.render(snapshot(self.state))
 
     @property
     def prometheus_port(self) -> int | None:

@@ -164,3 +164,18 @@ def test_two_runs_share_one_registry():
         fill(b)
         assert registry.get_sample_value("grpo_steps_total", {"run_id": "r1"}) == 2.0
         assert registry.get_sample_value("grpo_steps_total", {"run_id": "r2"}) == 2.0
+
+
+def test_fast_renderer_matches_prometheus_client(filled):
+    from rewardscope.exporter.prometheus import TextRenderer, snapshot
+
+    ours = TextRenderer().render(snapshot(filled.state)).decode()
+    theirs = generate_latest(filled.registry).decode()
+
+    def samples(text):
+        return sorted((s.name, tuple(sorted(s.labels.items())), s.value) for f in text_string_to_metric_families(text)
+                      for s in f.samples if not s.name.startswith(CLOCK_DEPENDENT + ("rewardscope_scrapes_total",)))
+
+    assert samples(ours) == samples(theirs)
+    assert [line for line in ours.splitlines() if line.startswith("#")] == \
+        [line for line in theirs.splitlines() if line.startswith("#")]
