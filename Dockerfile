@@ -8,7 +8,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-COPY pyproject.toml /tmp/src/
+COPY pyproject.toml README.md /tmp/src/
 COPY rewardscope /tmp/src/rewardscope
 RUN pip install /tmp/src && rm -rf /tmp/src
 
@@ -20,4 +20,4 @@ WORKDIR /home/rewardscope
 
 EXPOSE 19464
 ENTRYPOINT ["rewardscope"]
-CMD ["simulate", "--scenario", "healthy", "--rate", "2", "--host", "0.0.0.0", "--port", "19464", "--steps", "100000"]
+CMD ["simulate", "--scenario", "healthy", "--rate", "2", "--host", "0.0.0.0", "--port", "19464", "--steps", "1800"]

@@ -17,7 +17,7 @@ RUN apt-get update \
     && python3 -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 
-COPY pyproject.toml /tmp/src/
+COPY pyproject.toml README.md /tmp/src/
 COPY rewardscope /tmp/src/rewardscope
 RUN pip install "/tmp/src[train]" && rm -rf /tmp/src
 

@@ -121,7 +121,7 @@ def test_demo_runs_the_simulator_from_the_project_image(resolved):
     assert demo["build"] == {"context": str(REPO)}
     args = build_parser().parse_args(demo["command"])
     assert (args.command, args.scenario, args.rate, args.host, args.port, args.steps) == (
-        "simulate", "healthy", 2.0, "0.0.0.0", 19464, 100000)
+        "simulate", "healthy", 2.0, "0.0.0.0", 19464, 1800)
     dockerfile = (REPO / "Dockerfile").read_text()
     assert dockerfile.splitlines()[[l.startswith("FROM") for l in dockerfile.splitlines()].index(True)] == "FROM python:3.11-slim"
     cmd = re.search(r"^CMD (.+)$", dockerfile, re.M).group(1)
