@@ -127,7 +127,7 @@ def test_demo_runs_the_simulator_from_the_project_image(resolved):
     cmd = re.search(r"^CMD (.+)$", dockerfile, re.M).group(1)
     assert json.loads(cmd) == demo["command"]
     # The build context holds what `pip install` needs: pyproject.toml and the package.
-    assert (REPO / ".dockerignore").read_text().splitlines()[1:4] == ["*", "!pyproject.toml", "!rewardscope/"]
+    assert (REPO / ".dockerignore").read_text().splitlines()[1:5] == ["*", "!pyproject.toml", "!README.md", "!rewardscope/"]
 
 
 def gpu_demo() -> dict:
