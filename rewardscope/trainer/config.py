@@ -51,7 +51,7 @@ class TrainConfig:
     lora_alpha: float = _opt(32.0, "LoRA alpha", float)
     lora_dropout: float = _opt(0.0, "LoRA dropout", float)
     # GRPO
-    num_steps: int | None = _opt(None, "training steps (default: 50 for tiny, 200 otherwise)", int)
+    num_steps: int | None = _opt(None, "training steps", int)
     learning_rate: float | None = _opt(None, "peak learning rate (default: 2e-3 for tiny with LoRA, 2e-5 otherwise)", float)
     batch_size: int = _opt(4, "prompts per step; each gets --num-generations completions", int)
     num_generations: int = _opt(8, "completions per prompt (the group size G)", int)
@@ -242,7 +242,7 @@ def resolve_config(config: TrainConfig, cuda_available: bool) -> TrainConfig:
         threads=config.threads if config.threads is not None else (None if on_gpu else 1),
         bf16=config.bf16 if config.bf16 is not None else on_gpu,
         gradient_checkpointing=config.gradient_checkpointing if config.gradient_checkpointing is not None else on_gpu,
-        num_steps=config.num_steps if config.num_steps is not None else (50 if tiny else 200),
+        num_steps=config.num_steps if config.num_steps is not None else 200,
         learning_rate=config.learning_rate if config.learning_rate is not None else learning_rate,
         max_prompt_length=config.max_prompt_length if config.max_prompt_length is not None else 256,
         max_generation_steps=config.max_generation_steps if config.max_generation_steps is not None else (32 if tiny else 256),
