@@ -1,0 +1,243 @@
+"""Reward-hacking detection: the proxy reward rises while a measure of real performance falls.
+
+A policy that games its reward (a format reward paid for tags around a wrong
+answer, a judge fooled by length) shows one signature: the reward it is trained
+on, the *proxy* (the combined reward), keeps rising while a *performance* signal
+it cannot game falls. Performance is held-out eval accuracy
+(grpo_eval_accuracy_ratio, measured on some steps only) and/or a "gold" reward
+function: one with weight 0, tracked but not trained on, or a weighted one such
+as answer correctness whose weighted part is then taken out of the proxy.
+
+The rule, over the latest ``window`` recorded steps: the proxy's least-squares
+slope per step is positive AND a performance signal's slope is negative, each at
+one-sided significance ``alpha`` (t-test on the slope, rewardscope.analysis.trends),
+with at least ``min_steps`` proxy points and ``min_evals`` eval points (or
+``min_steps`` gold points). Eval accuracy counts only on the steps that measured
+it; the verdict stays as it was between evaluations.
+
+``RewardHackingDetector`` applies the rule online as a RewardMonitor detector
+(bounded memory: three deques of at most ``window`` points) and sets
+grpo_reward_hacking_suspected to 1 or 0 each step. ``detect_reward_hacking``
+replays the same rule over a recorded history and adds whole-run slopes,
+correlations, the functions that rose and a verdict.
+
+Usage::
+
+    from rewardscope import RewardMonitor, RewardFunctionSpec
+    from rewardscope.analysis.hacking import RewardHackingDetector
+    specs = [RewardFunctionSpec("format", 1.0, 0.0, 1.0), RewardFunctionSpec("gold", 0.0, 0.0, 1.0)]
+    monitor = RewardMonitor("run", specs, run_dir=None, detectors=[RewardHackingDetector(gold_function="gold")])
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ..metrics.layout import StepMetrics
+from .history import StepHistory
+from .trends import Trend, fit_trend, pearson
+
+FLAG = "grpo_reward_hacking_suspected"
+
+
+_FLAT = Trend(0.0, 0.0, 0)
+
+
+def _trend(points: deque) -> Trend:
+    """Trend of (step, value) points; a flat one when no line can be fitted."""
+    steps, values = zip(*points)
+    return fit_trend(steps, values) or _FLAT
+
+
+class RewardHackingDetector:
+    """Online reward-hacking detector (the ``Detector`` protocol of rewardscope.monitor); see the module docstring.
+
+    ``gold_weight`` is the gold function's weight in the combined reward (0 for a
+    monitor-only gold reward): its weighted part is removed from the proxy so a
+    falling gold cannot hide inside the combined reward.
+    """
+
+    def __init__(self, gold_function: str | None = None, *, gold_weight: float = 0.0, use_eval_accuracy: bool = True,
+                 window: int = 50, alpha: float = 0.01, min_steps: int = 10, min_evals: int = 3) -> None:
+        if window < 3 or not 3 <= min_steps <= window or min_evals < 3:
+            raise ValueError("need window >= min_steps >= 3 and min_evals >= 3: a slope needs three points")
+        if not 0.0 < alpha < 1.0:
+            raise ValueError(f"alpha must be in (0, 1), got {alpha}")
+        self.gold_function = gold_function
+        self.gold_weight = float(gold_weight)
+        self.use_eval_accuracy = use_eval_accuracy
+        self.window = window
+        self.alpha = alpha
+        self.min_steps = min_steps
+        self.min_evals = min_evals
+        self._proxy: deque[tuple[int, float]] = deque(maxlen=window)
+        self._eval: deque[tuple[int, float]] = deque(maxlen=window)
+        self._gold: deque[tuple[int, float]] = deque(maxlen=window)
+        self.suspected = False
+
+    def update(self, metrics: StepMetrics) -> dict[str, float]:
+        gold = None if self.gold_function is None else metrics.value("grpo_reward_fn_mean", self.gold_function)
+        eval_accuracy = metrics.value("grpo_eval_accuracy_ratio") if self.use_eval_accuracy else None
+        suspected = self.observe(metrics.step, self.proxy(metrics.value("grpo_reward_mean"), gold), eval_accuracy, gold)
+        return {FLAG: 1.0 if suspected else 0.0}
+
+    def proxy(self, combined_mean: float | None, gold_mean: float | None) -> float | None:
+        """The combined reward mean without the gold function's weighted part (None when unknown)."""
+        if combined_mean is None or (self.gold_weight != 0.0 and gold_mean is None):
+            return None
+        return combined_mean - self.gold_weight * (gold_mean or 0.0)
+
+    def observe(self, step: int, proxy: float | None, eval_accuracy: float | None, gold_mean: float | None) -> bool:
+        """Add one step's values (None = not measured this step); True while hacking is suspected."""
+        if proxy is not None:
+            self._proxy.append((step, proxy))
+        if eval_accuracy is not None:
+            self._eval.append((step, eval_accuracy))
+        if gold_mean is not None:
+            self._gold.append((step, gold_mean))
+        if self._proxy:
+            oldest = self._proxy[0][0]
+            for points in (self._eval, self._gold):
+                while points and points[0][0] < oldest:
+                    points.popleft()
+        self.suspected = self._rule_holds()
+        return self.suspected
+
+    def _rule_holds(self) -> bool:
+        # The performance slopes are fitted only when the proxy rises: the common case costs one fit.
+        if len(self._proxy) < self.min_steps or not _trend(self._proxy).rising(self.alpha):
+            return False
+        if len(self._eval) >= self.min_evals and _trend(self._eval).falling(self.alpha):
+            return True
+        return len(self._gold) >= self.min_steps and _trend(self._gold).falling(self.alpha)
+
+
+@dataclass(frozen=True)
+class HackingReport:
+    """Verdict of an offline reward-hacking analysis.
+
+    ``verdict`` is ``"suspected"`` (the rule fired on at least one step),
+    ``"not_detected"`` (a performance signal was there and the rule never fired) or
+    ``"insufficient_data"`` (no performance signal, or too few points for the rule).
+    Trends are over the whole history: slope per step, t, n and one-sided p-values.
+    """
+
+    verdict: str
+    performance_source: str | None
+    first_flagged_step: int | None
+    flagged_steps: int
+    steps_analyzed: int
+    proxy_trend: dict | None
+    performance_trend: dict | None
+    proxy_performance_correlation: float | None
+    function_trends: dict[str, dict | None] = field(default_factory=dict)
+    rising_functions: list[str] = field(default_factory=list)
+    explanation: str = ""
+
+    @property
+    def hacking_suspected(self) -> bool:
+        return self.verdict == "suspected"
+
+    def to_dict(self) -> dict:
+        return {"verdict": self.verdict, "hacking_suspected": self.hacking_suspected,
+                "performance_source": self.performance_source, "first_flagged_step": self.first_flagged_step,
+                "flagged_steps": self.flagged_steps, "steps_analyzed": self.steps_analyzed,
+                "proxy_trend": self.proxy_trend, "performance_trend": self.performance_trend,
+                "proxy_performance_correlation": self.proxy_performance_correlation,
+                "function_trends": self.function_trends, "rising_functions": list(self.rising_functions),
+                "explanation": self.explanation}
+
+
+def _performance_series(history: StepHistory, performance: Sequence[float | None] | Mapping[int, float] | None) -> np.ndarray:
+    if isinstance(performance, Mapping):
+        by_step = {int(k): v for k, v in performance.items()}
+        unknown = sorted(set(by_step) - set(history.steps.tolist()))
+        if unknown:
+            raise ValueError(f"performance metrics for steps {unknown[:5]} that the history does not have")
+        values = [by_step.get(int(s)) for s in history.steps]
+    else:
+        values = list(performance)  # type: ignore[arg-type]
+        if len(values) != len(history):
+            raise ValueError(f"{len(values)} performance values for {len(history)} steps: give one per step "
+                             "(None where not measured) or a {step: value} mapping")
+    try:
+        return np.array([math.nan if v is None else float(v) for v in values])
+    except (TypeError, ValueError):
+        raise ValueError("performance metrics must be numbers (or None where not measured)") from None
+
+
+def _default_gold(history: StepHistory) -> str | None:
+    gold = [spec.name for spec in history.functions if spec.weight == 0.0]
+    return gold[0] if len(gold) == 1 else None
+
+
+def _trend_dict(steps: np.ndarray, values: np.ndarray) -> dict | None:
+    trend = fit_trend(steps, values)
+    return None if trend is None else trend.to_dict()
+
+
+def detect_reward_hacking(history: StepHistory, performance_metrics: Sequence[float | None] | Mapping[int, float] | None = None,
+                          *, gold_function: str | None = None, window: int = 50, alpha: float = 0.01, min_steps: int = 10,
+                          min_evals: int = 3) -> HackingReport:
+    """Replay the online rule over a history; see the module docstring.
+
+    Performance comes from ``performance_metrics`` (one value per step, None where not
+    measured, or a {step: value} mapping), else the history's eval accuracy, else
+    ``gold_function`` (default: the history's only weight-0 function, if there is one).
+    """
+    steps = history.steps
+    if performance_metrics is not None:
+        performance, source = _performance_series(history, performance_metrics), "performance_metrics"
+    elif history.has("grpo_eval_accuracy_ratio"):
+        performance, source = history.column("grpo_eval_accuracy_ratio"), "eval_accuracy"
+    else:
+        performance, source = None, None
+    gold = gold_function if gold_function is not None else (_default_gold(history) if performance is None else None)
+    gold_mean = history.column("grpo_reward_fn_mean", gold) if gold is not None else None
+    if gold is not None:
+        source = f"{source}+gold:{gold}" if source else f"gold:{gold}"
+    gold_weight = history.spec(gold).weight if gold is not None else 0.0
+    min_steps = min(min_steps, window)
+    detector = RewardHackingDetector(gold, gold_weight=gold_weight, window=window, alpha=alpha, min_steps=min_steps,
+                                     min_evals=min_evals)
+
+    def present(values: np.ndarray | None, i: int) -> float | None:
+        return None if values is None or math.isnan(values[i]) else float(values[i])
+
+    combined = history.column("grpo_reward_mean")
+    proxies = [detector.proxy(present(combined, i), present(gold_mean, i)) for i in range(len(history))]
+    flagged = [step for i, step in enumerate(steps.tolist())
+               if detector.observe(step, proxies[i], present(performance, i), present(gold_mean, i))]
+    proxy = np.array([math.nan if p is None else p for p in proxies])
+
+    weighted = [spec.name for spec in history.functions if spec.weight != 0.0 and spec.name != gold]
+    function_trends = {fn: _trend_dict(steps, history.column("grpo_reward_fn_mean", fn)) for fn in weighted}
+    rising = [fn for fn, t in function_trends.items() if t is not None and t["slope"] > 0 and t["p_rising"] < alpha]
+    perf_values = performance if performance is not None else gold_mean
+    perf_trend = None if perf_values is None else _trend_dict(steps, perf_values)
+    proxy_trend = _trend_dict(steps, proxy)
+    correlation = None if perf_values is None else pearson(proxy, perf_values)
+
+    if flagged:
+        verdict = "suspected"
+        explanation = (f"The proxy reward rose while {source} fell over a {window}-step window, first at step {flagged[0]} "
+                       f"and at {len(flagged)} of {len(history)} steps"
+                       + (f"; rising functions: {', '.join(rising)}." if rising else "."))
+    elif perf_values is None:
+        verdict = "insufficient_data"
+        explanation = ("No performance signal: pass performance_metrics, record eval_accuracy, or declare a weight-0 "
+                       "gold reward function.")
+    elif (np.count_nonzero(~np.isnan(perf_values)) < (min_evals if performance is not None else min_steps)
+          or np.count_nonzero(~np.isnan(proxy)) < min_steps):
+        verdict = "insufficient_data"
+        explanation = f"Too few points for the rule: at least {min_steps} proxy steps and {min_evals} evaluations are needed."
+    else:
+        verdict = "not_detected"
+        explanation = f"The proxy reward never rose while {source} fell (alpha {alpha}, window {window} steps)."
+    return HackingReport(verdict, source, flagged[0] if flagged else None, len(flagged), len(history), proxy_trend,
+                         perf_trend, correlation, function_trends, rising, explanation)

@@ -1,0 +1,138 @@
+"""Reward hacking: the online detector through a real RewardMonitor, and the offline verdict on recorded histories."""
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+from scipy import stats
+
+from rewardscope import RewardFunctionSpec, RewardMonitor
+from rewardscope.analysis import RewardAnalyzer, RewardHackingDetector
+from rewardscope.analysis.hacking import detect_reward_hacking
+from rewardscope.analysis.history import load_history
+
+SPECS = [RewardFunctionSpec("format", 1.0, 0.0, 1.0), RewardFunctionSpec("gold", 0.0, 0.0, 1.0)]
+N = 40
+
+
+def ones(k):
+    return np.array([1.0] * k + [0.0] * (N - k))
+
+
+def run(detector, gold_ones, steps=30, run_dir=None, eval_every=None, eval_value=None):
+    """Format rewards rise by one completion per step; gold follows gold_ones(k). Returns the flags and the monitor."""
+    monitor = RewardMonitor("run", SPECS, group_size=4, run_dir=run_dir, registry=CollectorRegistry(), detectors=[detector])
+    flags = []
+    with monitor:
+        for k in range(1, steps + 1):
+            evaluated = eval_every is not None and k % eval_every == 0
+            m = monitor.record_step(k, {"format": ones(k), "gold": ones(gold_ones(k))},
+                                    eval_accuracy=eval_value(k) if evaluated else None)
+            flags.append(m.value("grpo_reward_hacking_suspected"))
+        gauge = monitor.registry.get_sample_value("grpo_reward_hacking_suspected", {"run_id": "run"})
+    return flags, gauge
+
+
+def test_online_detector_flags_a_falling_gold_reward_from_the_tenth_step():
+    # Both means are exact lines: the slopes are significant as soon as min_steps = 10 points are in.
+    flags, gauge = run(RewardHackingDetector(gold_function="gold"), lambda k: N - k)
+    assert flags == [0.0] * 9 + [1.0] * 21
+    assert gauge == 1.0
+
+
+def test_online_detector_stays_quiet_when_gold_rises_with_the_proxy():
+    flags, gauge = run(RewardHackingDetector(gold_function="gold"), lambda k: k)
+    assert flags == [0.0] * 30 and gauge == 0.0
+
+
+def test_eval_accuracy_counts_on_eval_steps_and_the_verdict_holds_between_them():
+    detector = RewardHackingDetector()
+    flags, _ = run(detector, lambda k: 0, eval_every=5, eval_value=lambda k: 0.9 - 0.01 * k)
+    # The third evaluation (step 15) completes the rule; steps 16..30 keep it between evaluations.
+    assert flags == [0.0] * 14 + [1.0] * 16
+
+
+def test_the_window_forgets_old_evaluations():
+    detector = RewardHackingDetector(window=10, min_steps=5)
+    flags, _ = run(detector, lambda k: 0, steps=14, eval_every=1,
+                   eval_value=lambda k: 0.9 - 0.01 * k if k <= 3 else None)
+    # evaluations only at steps 1-3: flagged once 5 proxy steps exist, cleared when step 1 leaves the 10-step window
+    assert flags == [0.0] * 4 + [1.0] * 6 + [0.0] * 4
+
+
+def test_online_rule_agrees_with_scipy_linregress_on_noisy_data():
+    rng = np.random.default_rng(3)
+    window, alpha = 20, 0.01
+    detector = RewardHackingDetector(gold_function="gold", window=window, alpha=alpha, min_steps=10)
+    proxy = 0.004 * np.arange(120) + rng.normal(0, 0.05, 120)
+    gold = np.concatenate([0.5 + rng.normal(0, 0.05, 60), 0.5 - 0.006 * np.arange(60) + rng.normal(0, 0.05, 60)])
+
+    def one_sided(x, y, rising):
+        fit = stats.linregress(x, y)
+        p = fit.pvalue / 2 if (fit.slope > 0) == rising else 1 - fit.pvalue / 2
+        return p < alpha
+
+    flags = []
+    for t in range(120):
+        flags.append(detector.observe(t, float(proxy[t]), None, float(gold[t])))
+        lo = max(0, t - window + 1)
+        x = np.arange(lo, t + 1)
+        expected = len(x) >= 10 and one_sided(x, proxy[lo:t + 1], True) and one_sided(x, gold[lo:t + 1], False)
+        assert flags[-1] == expected, t
+    assert any(flags[60:]) and not any(flags[:60])
+
+
+def test_detector_settings_are_checked():
+    with pytest.raises(ValueError, match="three points"):
+        RewardHackingDetector(min_steps=2)
+    with pytest.raises(ValueError, match="alpha"):
+        RewardHackingDetector(alpha=1.5)
+
+
+def hacked_history(steps=80, onset=40, seed=0):
+    """Old-API means: format keeps rising; check_answer (weighted) rises until onset, then falls."""
+    rng = np.random.default_rng(seed)
+    history = []
+    for t in range(steps):
+        answer = 0.3 + 0.005 * t if t < onset else 0.3 + 0.005 * onset - 0.01 * (t - onset)
+        history.append({"format": 0.2 + 0.01 * t + rng.normal(0, 0.02), "check_answer": answer + rng.normal(0, 0.02)})
+    return history
+
+
+def test_offline_verdict_on_a_hacked_history_with_a_weighted_gold():
+    report = detect_reward_hacking(load_history(hacked_history()), gold_function="check_answer")
+    assert report.verdict == "suspected" and report.hacking_suspected
+    assert report.performance_source == "gold:check_answer"
+    assert 40 < report.first_flagged_step < 80
+    assert report.rising_functions == ["format"]
+    assert report.proxy_trend["slope"] == pytest.approx(0.01, abs=0.001)
+    assert report.to_dict()["verdict"] == "suspected"
+
+
+def test_offline_verdict_with_performance_metrics_on_eval_steps_only():
+    history = hacked_history()
+    accuracy = [None if t % 5 else (0.4 + 0.002 * t if t < 40 else 0.48 - 0.01 * (t - 40)) for t in range(80)]
+    analyzer = RewardAnalyzer()
+    report = analyzer.detect_reward_hacking(history, ["format", "check_answer"], performance_metrics=accuracy)
+    assert report.verdict == "suspected" and report.performance_source == "performance_metrics"
+    healthy = [None if t % 5 else 0.4 + 0.002 * t for t in range(80)]
+    assert analyzer.detect_reward_hacking(history, ["format", "check_answer"], performance_metrics=healthy).verdict == "not_detected"
+    by_step = {t: v for t, v in enumerate(accuracy) if v is not None}
+    assert analyzer.detect_reward_hacking(history, performance_metrics=by_step).first_flagged_step == report.first_flagged_step
+
+
+def test_offline_without_a_performance_signal_is_insufficient_data():
+    report = detect_reward_hacking(load_history(hacked_history()))
+    assert report.verdict == "insufficient_data" and report.performance_source is None
+    with pytest.raises(ValueError, match="2 performance values for 80 steps"):
+        detect_reward_hacking(load_history(hacked_history()), [0.5, 0.4])
+
+
+def test_offline_replays_the_online_rule_on_a_recorded_run(tmp_path):
+    flags, _ = run(RewardHackingDetector(gold_function="gold"), lambda k: N - k, run_dir=tmp_path)
+    result = RewardAnalyzer().analyze_run(tmp_path / "run")
+    hacking = result["reward_hacking"]
+    assert hacking["verdict"] == "suspected" and hacking["performance_source"] == "gold:gold"
+    assert hacking["first_flagged_step"] == 1 + flags.index(1.0) == 10
+    assert hacking["flagged_steps"] == 21
+    assert result["importance"]["gold"]["correlation"] == pytest.approx(-1.0)
+    assert result["steps"] == 30 and 0 <= result["quality"]["quality_score"] <= 100
