@@ -190,10 +190,16 @@ def ensure_tiny_model(cache_dir: str | Path | None = None, config: TinyModelConf
     problems = generate_problems(config.corpus_problems, seed=config.seed, max_operand=config.max_operand)
     texts = corpus_texts(problems) + [config.system_prompt] * 50
     tokenizer = build_tiny_tokenizer(texts, config)
-    # The build must not depend on (or disturb) the caller's RNG or thread settings.
-    with torch.random.fork_rng(devices=[]):
-        model = build_tiny_model(tokenizer, config)
-        losses = supervised_warmup(model, tokenizer, config)
+    # The build must not depend on (or disturb) the caller's RNG or thread settings; one
+    # thread is also the fastest on a small shared CPU.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            model = build_tiny_model(tokenizer, config)
+            losses = supervised_warmup(model, tokenizer, config)
+    finally:
+        torch.set_num_threads(threads)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
         model.save_pretrained(staging)
