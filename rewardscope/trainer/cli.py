@@ -34,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     for f in option_fields():
         meta = f.metadata
         default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-        help_text = f"{meta['help']} (default: {_show_default(default)})"
+        help_text = meta["help"] if "default:" in meta["help"] else f"{meta['help']} (default: {_show_default(default)})"
         kwargs: dict[str, Any] = {"dest": f.name, "default": None, "help": help_text}
         if meta["kind"] is bool:
             parser.add_argument(flag_name(f.name), action=argparse.BooleanOptionalAction, **kwargs)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import time
+import warnings
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable
@@ -63,7 +64,7 @@ class TrainConfig:
     loss_type: str = _opt("sequence", "loss aggregation: per-sequence mean (GRPO), token mean, or Dr. GRPO's constant", str, ("sequence", "token", "dr_grpo"))
     scale_rewards: bool = _opt(True, "divide advantages by the group's reward std (--no-scale-rewards: Dr. GRPO)", bool)
     num_iterations: int = _opt(1, "optimisation passes over each batch of completions", int)
-    gradient_accumulation_steps: int = _opt(1, "micro-batches per optimiser step (same update, less memory)", int)
+    gradient_accumulation_steps: int | None = _opt(None, "micro-batches per optimiser step: same update, less memory (default: 1 for tiny, 4 otherwise)", int)
     weight_decay: float = _opt(0.0, "AdamW weight decay", float)
     max_grad_norm: float = _opt(1.0, "gradient clipping norm (0 = no clipping)", float)
     warmup_fraction: float = _opt(0.1, "fraction of optimiser steps of linear warm-up before the cosine decay", float)
@@ -94,6 +95,11 @@ class TrainConfig:
     prometheus: bool = _opt(True, "serve /metrics for Prometheus (--no-prometheus to turn off)", bool)
     prometheus_port: int = _opt(19464, "port of /metrics on 127.0.0.1 (0 = any free port)", int)
     progress: bool = _opt(True, "show a progress bar", bool)
+    # Mirrors (optional packages; a failing mirror is counted, training goes on)
+    wandb: bool = _opt(False, "mirror every step to Weights & Biases (needs wandb; WANDB_MODE=offline works without network)", bool)
+    wandb_project: str = _opt("rewardscope", "W&B project of the mirrored run", str)
+    tensorboard: bool = _opt(False, "mirror every step to TensorBoard event files (needs tensorboard)", bool)
+    tensorboard_dir: str = _opt("runs/tensorboard", "TensorBoard log root; the run writes <dir>/<run name>", str)
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a JSON-able dict (for the run manifest and checkpoints)."""
@@ -199,8 +205,9 @@ def validate_config(config: TrainConfig) -> None:
         (config.max_generation_steps is None or config.max_generation_steps >= 1, "max-generation-steps must be >= 1"),
         (config.max_prompt_length is None or config.max_prompt_length >= 1, "max-prompt-length must be >= 1"),
         (config.num_iterations >= 1, "num-iterations must be >= 1"),
-        (config.gradient_accumulation_steps >= 1, "gradient-accumulation-steps must be >= 1"),
-        (config.gradient_accumulation_steps <= config.batch_size * config.num_generations, "gradient-accumulation-steps cannot exceed the completions per step"),
+        (config.gradient_accumulation_steps is None or config.gradient_accumulation_steps >= 1, "gradient-accumulation-steps must be >= 1"),
+        (config.gradient_accumulation_steps is None or config.gradient_accumulation_steps <= config.batch_size * config.num_generations,
+         "gradient-accumulation-steps cannot exceed the completions per step"),
         (0.0 <= config.warmup_fraction < 1.0, "warmup-fraction must be in [0, 1)"),
         (config.max_grad_norm >= 0, "max-grad-norm must be >= 0"),
         (0.0 < config.train_fraction <= 1.0, "train-fraction must be in (0, 1]"),
@@ -247,12 +254,18 @@ def resolve_config(config: TrainConfig, cuda_available: bool) -> TrainConfig:
         max_prompt_length=config.max_prompt_length if config.max_prompt_length is not None else 256,
         max_generation_steps=config.max_generation_steps if config.max_generation_steps is not None else (32 if tiny else 256),
         max_operand=config.max_operand if config.max_operand is not None else (9 if tiny else 99),
+        # Large vocabularies make the (completions, length, vocab) logits the biggest
+        # tensor of a step: micro-batches of 8 completions keep it to a few GB.
+        gradient_accumulation_steps=config.gradient_accumulation_steps
+        if config.gradient_accumulation_steps is not None
+        else (1 if tiny else max(1, min(4, config.batch_size * config.num_generations // 8))),
         run_name=config.run_name or default_run_name(model_id),
     )
     if resolved.checkpoint_dir is None:
         resolved = dataclasses.replace(resolved, checkpoint_dir=str(Path("checkpoints") / resolved.run_name))
     if resolved.bf16 and not on_gpu:
-        raise ConfigError("--bf16 needs --device cuda (bfloat16 training on CPU is slow and loses precision)")
+        # Allowed (it runs the GPU code path on a laptop) but rarely what anyone wants.
+        warnings.warn("--bf16 on CPU: slower than float32 here and less precise", stacklevel=2)
     return resolved
 
 

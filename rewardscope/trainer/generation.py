@@ -155,21 +155,23 @@ def decode_completions(tokenizer: Any, rollout: Rollout) -> list[str]:
     return texts
 
 
-def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
-    """``log_softmax(logits).gather(index)`` one row at a time, so a large vocabulary
-    never needs a second (batch, length, vocab) tensor."""
+def selective_log_softmax(logits: torch.Tensor, index: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """``log_softmax(logits / temperature).gather(index)`` in float32, one row at a time,
+    so a large vocabulary never needs a float32 copy of the whole (batch, length, vocab)
+    tensor at once."""
     rows = []
     for row_logits, row_index in zip(logits, index):
+        row_logits = row_logits.float() / temperature
         gathered = row_logits.gather(-1, row_index.unsqueeze(-1)).squeeze(-1)
         rows.append(gathered - torch.logsumexp(row_logits, dim=-1))
     return torch.stack(rows)
 
 
-def token_entropy(logits: torch.Tensor) -> torch.Tensor:
-    """Entropy of each position's distribution, one row at a time."""
+def token_entropy(logits: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """Entropy of each position's distribution (of ``logits / temperature``), one row at a time."""
     rows = []
     for row_logits in logits:
-        logp = torch.log_softmax(row_logits.float(), dim=-1)
+        logp = torch.log_softmax(row_logits.float() / temperature, dim=-1)
         rows.append(-(logp.exp() * logp).sum(dim=-1))
     return torch.stack(rows)
 
@@ -194,10 +196,10 @@ def completion_logprobs(
         use_cache=False,
         logits_to_keep=length + 1,
     )
-    logits = output.logits[:, :-1, :].float() / temperature
-    logps = selective_log_softmax(logits, rollout.completion_ids)
+    logits = output.logits[:, :-1, :]
+    logps = selective_log_softmax(logits, rollout.completion_ids, temperature)
     entropy = None
     if with_entropy:
         with torch.no_grad():
-            entropy = token_entropy(logits.detach())
+            entropy = token_entropy(logits.detach(), temperature)
     return logps, entropy

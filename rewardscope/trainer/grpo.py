@@ -134,11 +134,31 @@ def _micro_batches(total: int, count: int) -> list[slice]:
     return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
 
 
+def _mirror_sinks(config: TrainConfig) -> list[Any]:
+    """The W&B and TensorBoard mirrors the config asks for."""
+    sinks: list[Any] = []
+    try:
+        if config.tensorboard:
+            from rewardscope.exporter.tensorboard_sink import TensorBoardSink
+
+            log_dir = Path(config.tensorboard_dir) / config.run_name
+            sinks.append(TensorBoardSink(log_dir, log_distributions=config.log_distributions))
+        if config.wandb:
+            from rewardscope.exporter.wandb_sink import WandbSink
+
+            sinks.append(WandbSink(config.wandb_project, run_name=config.run_name, config=config.to_dict(),
+                                   log_distributions=config.log_distributions))
+    except ImportError as exc:
+        raise ConfigError(str(exc)) from exc
+    return sinks
+
+
 def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resume_after_step: int | None) -> Any:
     from rewardscope import RewardFunctionSpec, RewardMonitor
 
     specs = [RewardFunctionSpec(f.name, f.weight, f.min_value, f.max_value) for f in functions]
     kwargs = dict(
+        extra_sinks=_mirror_sinks(config),
         group_size=config.num_generations,
         run_dir=config.monitoring_dir,
         prometheus_port=config.prometheus_port if config.prometheus else None,
@@ -150,13 +170,16 @@ def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resu
         on_bad_input="raise",
         resume_after_step=resume_after_step,
     )
-    try:
-        return RewardMonitor(config.run_name, specs, alerts=config.enable_alerts, **kwargs)
-    except ModuleNotFoundError as exc:
-        if not config.enable_alerts or "alerting" not in str(exc):
-            raise
-        log.warning("alert engine unavailable (%s); training without in-process alerts", exc)
-        return RewardMonitor(config.run_name, specs, alerts=False, **kwargs)
+    return RewardMonitor(config.run_name, specs, alerts=config.enable_alerts, **kwargs)
+
+
+def enable_checkpointing(model: Any) -> None:
+    """Recompute activations in backward (non-reentrant, which works with frozen inputs);
+    transformers 5 renamed gradient to activation checkpointing."""
+    if hasattr(model, "activation_checkpointing_enable"):
+        model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 class GRPOTrainer:
@@ -175,7 +198,7 @@ class GRPOTrainer:
         dtype = torch.bfloat16 if config.bf16 else torch.float32
         model, self.tokenizer = load_model_and_tokenizer(config.model_id, self.device, dtype, config.cache_dir)
         if config.gradient_checkpointing:
-            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            enable_checkpointing(model)
         self.reference = None
         if config.use_lora:
             model = apply_lora(model, config.lora_rank, config.lora_alpha, config.lora_dropout)

@@ -242,3 +242,33 @@ def test_custom_reward_returning_nan_is_counted_not_fatal(make_config, tmp_path,
     summary = json.loads((result.run_directory / "summary.json").read_text())
     assert summary["nonfinite_rewards"]["flaky"] == 2 * 4  # half of 8 completions, 2 steps
     sys.modules.pop("nan_rewards", None)
+
+
+def test_tensorboard_and_wandb_mirrors(make_config, tmp_path, monkeypatch):
+    pytest.importorskip("tensorboard", reason="the TensorBoard mirror is optional (rewardscope[tensorboard])")
+    pytest.importorskip("wandb", reason="the W&B mirror is optional (rewardscope[wandb])")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_DIR", str(tmp_path / "wandb"))
+    monkeypatch.setenv("WANDB_CACHE_DIR", str(tmp_path / "wandb-cache"))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    (tmp_path / "wandb").mkdir()
+    result = train(make_config(num_steps=2, tensorboard=True, tensorboard_dir=str(tmp_path / "tb"), wandb=True,
+                               wandb_project="rewardscope-tests"))
+    events = EventAccumulator(str(tmp_path / "tb" / "test-run"), size_guidance={"scalars": 0})
+    events.Reload()
+    assert [e.step for e in events.Scalars("rewards/mean")] == [1, 2]
+    assert list((tmp_path / "wandb" / "wandb").glob("offline-run-*/run-*.wandb"))
+    summary = json.loads((result.run_directory / "summary.json").read_text())
+    assert not summary["sink_errors"]
+
+
+def test_the_gpu_code_path_bf16_and_gradient_checkpointing_runs_on_cpu(make_config):
+    """bf16 weights, gradient checkpointing and micro-batches, as on a GPU, on the tiny model."""
+    with pytest.warns(UserWarning, match="bf16 on CPU"):
+        result = train(make_config(num_steps=2, bf16=True, gradient_checkpointing=True, gradient_accumulation_steps=2,
+                                   learning_rate=1e-3, save_interval=2, eval_every=2))
+    rows = steps_of(result)
+    assert len(rows) == 2 and rows[1]["grpo_kl"] >= 0.0 and math.isfinite(rows[1]["grpo_loss"])
+    assert "grpo_eval_accuracy_ratio" in rows[1]
