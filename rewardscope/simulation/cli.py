@@ -146,8 +146,8 @@ def run(args: argparse.Namespace) -> int:
         wait = args.linger if args.linger is not None else (None if info.stops_recording else 0.0)
         if monitor.server is not None and wait != 0.0:
             how_long = "until Ctrl-C" if wait is None else f"for {wait:g} s"
-            print(f"rewardscope simulate: last step recorded; serving {monitor.server.url} {how_long}", flush=True)
-            try:
+            try:  # the message is inside the try: a Ctrl-C right after it must still count as the expected end
+                print(f"rewardscope simulate: last step recorded; serving {monitor.server.url} {how_long}", flush=True)
                 linger(wait)
             except KeyboardInterrupt:
                 pass  # the expected way to end a lingering run
