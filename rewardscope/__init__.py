@@ -3,6 +3,9 @@
 Usage::
 
     from rewardscope import RewardMonitor, RewardFunctionSpec
+
+The API of the system rewardscope replaces is importable from here too:
+RewardMetricsTracker, DashboardManager, RewardAnalyzer, RealtimeMonitor, AlertLevel.
 """
 
 __version__ = "0.1.0"
@@ -11,5 +14,8 @@ from .metrics.functions import LEGACY_REWARD_FUNCTIONS, RewardFunctionSpec  # no
 from .metrics.layout import StepMetrics  # noqa: E402
 from .metrics.step import StepInputError  # noqa: E402
 from .monitor import RewardMonitor  # noqa: E402
+from .analysis import RewardAnalyzer, RewardHackingDetector  # noqa: E402
+from .compat import DashboardManager, RewardMetricsTracker  # noqa: E402
 
-__all__ = ["RewardMonitor", "RewardFunctionSpec", "StepMetrics", "StepInputError", "LEGACY_REWARD_FUNCTIONS", "__version__"]
+__all__ = ["RewardMonitor", "RewardFunctionSpec", "StepMetrics", "StepInputError", "LEGACY_REWARD_FUNCTIONS",
+           "RewardAnalyzer", "RewardHackingDetector", "RewardMetricsTracker", "DashboardManager", "__version__"]
