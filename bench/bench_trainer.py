@@ -27,6 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def run_ours(args: argparse.Namespace, model_path: str, workdir: Path) -> dict:
+    from rewardscope.exporter.runstore import read_steps
     from rewardscope.trainer import TrainConfig, train
 
     config = TrainConfig(
@@ -58,12 +59,13 @@ def run_ours(args: argparse.Namespace, model_path: str, workdir: Path) -> dict:
     total = time.perf_counter() - started
     steps = result.step_seconds[args.skip :]
     monitor = result.monitor_seconds[args.skip :]
+    lengths = [row["grpo_completion_length_mean_tokens"] for row in read_steps(result.run_directory)]
     return {
         "seconds_per_step": statistics.mean(steps),
         "seconds_per_step_median": statistics.median(steps),
         "monitor_seconds_per_step": statistics.mean(monitor),
         "monitor_share_of_step": sum(monitor) / sum(steps),
-        "completion_length_mean": result.final_metrics.get("grpo_completion_length_mean_tokens"),
+        "completion_length_mean": statistics.mean(lengths),
         "reward_mean_last": result.reward_mean[-1],
         "wall_seconds_including_load": total,
     }

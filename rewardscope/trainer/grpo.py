@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import errno
 import logging
 import math
 import random
@@ -170,7 +171,14 @@ def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resu
         on_bad_input="raise",
         resume_after_step=resume_after_step,
     )
-    return RewardMonitor(config.run_name, specs, alerts=config.enable_alerts, **kwargs)
+    try:
+        return RewardMonitor(config.run_name, specs, alerts=config.enable_alerts, **kwargs)
+    except OSError as exc:
+        # The /metrics server could not bind (the monitor says so in its message); a
+        # settings problem for the user, not a crash.
+        if config.prometheus and (exc.errno in (None, errno.EADDRINUSE, errno.EACCES)) and "/metrics" in str(exc):
+            raise ConfigError(f"{exc} (--prometheus-port 0 picks a free port; --no-prometheus turns it off)") from exc
+        raise
 
 
 def enable_checkpointing(model: Any) -> None:

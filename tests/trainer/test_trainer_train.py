@@ -272,3 +272,14 @@ def test_the_gpu_code_path_bf16_and_gradient_checkpointing_runs_on_cpu(make_conf
     rows = steps_of(result)
     assert len(rows) == 2 and rows[1]["grpo_kl"] >= 0.0 and math.isfinite(rows[1]["grpo_loss"])
     assert "grpo_eval_accuracy_ratio" in rows[1]
+
+
+def test_a_busy_metrics_port_is_a_clear_error(make_config):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        with pytest.raises(ConfigError, match=f"cannot serve /metrics on 127.0.0.1:{port}.*--no-prometheus"):
+            train(make_config(num_steps=1, prometheus=True, prometheus_port=port))
