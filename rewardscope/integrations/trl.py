@@ -28,7 +28,9 @@ Usage::
     monitor.close()
 
 Set ``logging_steps=1`` for one monitor step per optimiser step: with a larger value
-each monitor step holds every completion scored since the previous log. Rewards are
+each monitor step holds every completion scored since the previous log. With
+``num_iterations > 1`` TRL reuses one batch of completions for several optimiser steps;
+only the steps that scored new completions are recorded. Rewards are
 captured in the process that computes them: run single-process (with several
 processes, groups can span processes and each process only sees its share).
 """

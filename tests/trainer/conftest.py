@@ -58,7 +58,14 @@ def make_config(tmp_path: Path, tiny_cache: Path):
     return make
 
 
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+@pytest.fixture
+def scrape():
+    """A function that scrapes http://127.0.0.1:<port>/metrics (a fixture, not an import:
+    several conftest modules share the name)."""
+    return scrape_metrics
+
+
+def scrape_metrics(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     """Every sample of http://127.0.0.1:<port>/metrics keyed by (name, sorted labels)."""
     from prometheus_client.parser import text_string_to_metric_families
 

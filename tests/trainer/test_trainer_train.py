@@ -15,8 +15,6 @@ from rewardscope.trainer import ConfigError, StopTraining, train
 from rewardscope.trainer.checkpoints import list_checkpoints
 from rewardscope.trainer.cli import add_arguments, run
 
-from conftest import scrape
-
 FUNCTIONS = ("format_exact", "format_approx", "check_answer", "check_numbers")
 EVERY_STEP = (
     "grpo_step", "grpo_reward_mean", "grpo_reward_std", "grpo_kl", "grpo_policy_entropy", "grpo_advantage_mean",
@@ -34,7 +32,7 @@ def column(rows: list[dict], name: str) -> np.ndarray:
 
 
 @pytest.mark.slow
-def test_grpo_improves_the_reward_over_a_learning_rate_0_control(make_config):
+def test_grpo_improves_the_reward_over_a_learning_rate_0_control(make_config, scrape):
     """60 steps of GRPO raise the format reward above the same run with learning rate 0,
     and every step reaches the run store and /metrics."""
     common = dict(num_steps=60, batch_size=4, num_generations=8, max_generation_steps=32, seed=0,
