@@ -86,7 +86,7 @@ def _checkpoint_settings(resume: str, given: dict[str, Any]) -> dict[str, Any]:
     saved = dict(checkpoints.read_trainer_state(path).get("config", {}))
     names = {f.name for f in option_fields()}
     # Machine-specific choices are made afresh; everything else continues.
-    for key in ("device", "threads", "bf16", "gradient_checkpointing", "resume", "progress", "prometheus_port", "cache_dir"):
+    for key in ("device", "threads", "bf16", "gradient_checkpointing", "resume", "progress", "prometheus_port", "prometheus_host", "cache_dir"):
         saved.pop(key, None)
     return {k: v for k, v in saved.items() if k in names}
 

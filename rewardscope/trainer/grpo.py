@@ -163,6 +163,7 @@ def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resu
         group_size=config.num_generations,
         run_dir=config.monitoring_dir,
         prometheus_port=config.prometheus_port if config.prometheus else None,
+        prometheus_host=config.prometheus_host,
         print_alerts=True,
         log_distributions=config.log_distributions,
         run_info={"model": str(config.model_id), "trainer": "rewardscope", "device": str(config.device), "loss_type": config.loss_type},

@@ -14,7 +14,7 @@ from rewardscope import RewardFunctionSpec, RewardMonitor
 from rewardscope.alerting.events import AlertEvent, AlertState
 from rewardscope.metrics.catalogue import CATALOGUE, Kind
 
-from conftest import free_port
+from support import free_port
 
 GOLDEN = Path(__file__).with_name("golden_exposition.txt")
 SPECS = [RewardFunctionSpec("format_exact", 1.0, 0.0, 3.0), RewardFunctionSpec("check_answer", 1.0, -1.0, 3.0)]

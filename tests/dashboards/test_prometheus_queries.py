@@ -30,7 +30,7 @@ from rewardscope.dashboards.definitions import DASHBOARDS
 from rewardscope.dashboards.model import Dashboard, Panel
 from rewardscope.simulation.scenarios import plan_run, simulate_steps
 
-from conftest import free_port, require_binary
+from support import free_port, require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_YML = REPO / "prometheus" / "prometheus.yml"

@@ -18,7 +18,7 @@ import yaml
 from rewardscope.cli import build_parser
 from rewardscope.dashboards.definitions import DATASOURCE_UID
 
-from conftest import require_binary
+from support import require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -146,9 +146,6 @@ def test_gpu_override_builds_the_cuda_trainer_and_reserves_nvidia_gpus():
     assert 'pip install "/tmp/src[train]"' in trainer
 
 
-@pytest.mark.xfail(strict=True, raises=SystemExit,
-                   reason="rewardscope train has no --prometheus-host yet: its /metrics listens on 127.0.0.1 only, "
-                          "which Prometheus cannot reach from another container (remove this mark once it has)")
 def test_gpu_trainer_command_parses_with_the_real_cli():
     args = build_parser().parse_args(gpu_demo()["command"])
     assert (args.command, args.device, args.prometheus_host, args.prometheus_port) == ("train", "cuda", "0.0.0.0", 19464)

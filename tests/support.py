@@ -1,0 +1,26 @@
+"""Helpers shared by the test folders (importable as `support`: pytest's pythonpath includes tests/)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+
+import pytest
+
+
+def require_binary(name: str) -> str:
+    """Path of a system binary; skips when it is missing, fails when CI is set (CI must install it)."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed (apt-get install prometheus prometheus-alertmanager docker-compose)"
+        if os.environ.get("CI"):
+            pytest.fail(message + " — CI must install it", pytrace=False)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
