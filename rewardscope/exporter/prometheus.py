@@ -247,8 +247,8 @@ class MetricsServer:
         try:
             self._server = ThreadingHTTPServer((host, port), handler)
         except OSError as error:
-            raise OSError(f"cannot serve /metrics on {host}:{port}: {error.strerror or error}; "
-                          f"pass another port (0 picks a free one)") from error
+            raise OSError(error.errno, f"cannot serve /metrics on {host}:{port}: {error.strerror or error}; "
+                                       f"pass another port (0 picks a free one)") from error
         self._server.daemon_threads = True
         self._thread = threading.Thread(target=self._server.serve_forever, name="rewardscope-metrics", daemon=True)
         self._thread.start()

@@ -1,5 +1,6 @@
 """The exposition: exact sample values, catalogue coverage, a golden file, promtool, the real HTTP endpoint."""
 
+import errno
 import re
 import subprocess
 import urllib.request
@@ -150,8 +151,9 @@ def test_busy_port_is_a_clear_error():
     port = free_port()
     first = RewardMonitor("a", SPECS, run_dir=None, prometheus_port=port)
     try:
-        with pytest.raises(OSError, match=f"cannot serve /metrics on 127.0.0.1:{port}"):
+        with pytest.raises(OSError, match=f"cannot serve /metrics on 127.0.0.1:{port}") as error:
             RewardMonitor("b", SPECS, run_dir=None, prometheus_port=port)
+        assert error.value.errno == errno.EADDRINUSE
     finally:
         first.close()
 
