@@ -36,6 +36,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
 from . import __version__
+from .alerting.engine import default_trend_requirements
 from .alerting.events import AlertEvent, AlertState
 from .exporter.base import FanOut, Sink
 from .exporter.prometheus import DEFAULT_HOST, MetricsServer, RunCollector, TextRenderer, snapshot
@@ -104,11 +105,15 @@ class RewardMonitor:
         self.layout = self.state.layout
 
         self.alert_engine: AlertEvaluator | None = self._make_alert_engine(alerts)
-        self._trend_keys: list[TrendKey] = []
+        # The default pack's compiled Prometheus rules read these slopes, so they are published
+        # whether or not alerts are evaluated in-process.
+        requirements = list(default_trend_requirements())
         if self.alert_engine is not None:
             self.alert_engine.bind(run_id, self._names)
-            for name, window in self.alert_engine.trend_requirements():
-                self._trend_keys += self._expand_trend(name, int(window))
+            requirements += [(name, int(window)) for name, window in self.alert_engine.trend_requirements()]
+        self._trend_keys: list[TrendKey] = []
+        for name, window in dict.fromkeys(requirements):
+            self._trend_keys += self._expand_trend(name, window)
         capacity = max([window_size] + [w for _, _, w in self._trend_keys])
         self.window = RollingWindow(self.layout.width, capacity)
         self.detectors = list(detectors)

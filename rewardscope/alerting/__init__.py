@@ -1,1 +1,19 @@
-"""rewardscope.alerting."""
+"""rewardscope.alerting: alert rules defined once, evaluated in-process and compiled for Prometheus.
+
+- ``rules``: the rule model (threshold, trend, promql) and its validation;
+- ``pack``: reading alert packs (``alerting/alerts.yml``) and per-run overrides;
+- ``engine``: ``AlertEngine``, the in-process evaluator the RewardMonitor calls every step;
+- ``compiler``: Prometheus rule files and Prometheus Operator manifests from the same pack;
+- ``realtime``: the old ``RealtimeMonitor`` API on top of the engine;
+- ``cli``: ``rewardscope rules``.
+
+Usage::
+
+    from rewardscope.alerting import AlertLevel, RealtimeMonitor
+    monitor = RealtimeMonitor(print_alerts=True)
+    monitor.setup_default_alerts()
+"""
+
+from .realtime import AlertLevel, RealtimeMonitor
+
+__all__ = ["AlertLevel", "RealtimeMonitor"]
