@@ -62,7 +62,6 @@ class AlertEngine:
         self.overrides: list[Overrides] = [load_overrides(o) for o in overrides]
         for o in self.overrides:  # unknown alert ids or bad values fail now, not at bind time
             pack.with_overrides(o)
-        self.pack = pack
         self.run_id = ""
         self.reward_functions: tuple[str, ...] = ()
         self._states: dict[tuple[str, str | None], _Instance] = {}

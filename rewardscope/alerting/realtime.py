@@ -61,7 +61,7 @@ from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from ..metrics.catalogue import CATALOGUE, Kind, metric
+from ..metrics.catalogue import CATALOGUE, metric
 from ..metrics.window import RollingWindow
 from .engine import AlertEngine
 from .events import AlertEvent, AlertState
@@ -162,7 +162,6 @@ class RealtimeMonitor:
                             cooldown_steps: int | None = None) -> Rule:
         """Alert when ``metric_name`` is greater (or less) than ``threshold``; returns the engine rule."""
         name, fn = resolve_metric(metric_name)
-        _check_gauge(name, metric_name)
         alert = f"{metric_name}_{condition}_{format_number(threshold)}"
         return self._add(Rule(id=_rule_id(alert, self.engine), alert=_alert_name(alert), kind="threshold",
                               severity=AlertLevel(level).value, metric=name, condition=condition, threshold=threshold,
@@ -175,7 +174,6 @@ class RealtimeMonitor:
                         cooldown_steps: int | None = None) -> Rule:
         """Alert when the slope per step of ``metric_name`` over ``window_size`` steps leaves [min_slope, max_slope]."""
         name, fn = resolve_metric(metric_name)
-        _check_gauge(name, metric_name)
         alert = f"{metric_name}_trend_{window_size}"
         return self._add(Rule(id=_rule_id(alert, self.engine), alert=_alert_name(alert), kind="trend",
                               severity=AlertLevel(level).value, metric=name, window_steps=window_size,
@@ -188,9 +186,10 @@ class RealtimeMonitor:
         return self._cooldown_steps if cooldown_steps is None else cooldown_steps
 
     def setup_default_alerts(self) -> None:
-        """Add the default pack's in-process rules (the same as RewardMonitor(alerts=True))."""
+        """Add the default pack's in-process rules (the same as RewardMonitor(alerts=True)); calling it again adds nothing."""
+        present = {r.id for r in self.engine.base_pack.rules}
         for rule in load_pack().rules:
-            if rule.in_process:
+            if rule.in_process and rule.id not in present:
                 self._add(rule)
 
     # ------------------------------------------------------------------ every step
@@ -255,12 +254,6 @@ class RealtimeMonitor:
                 "by_alert": dict(by_alert),
                 "firing": sorted({rule.alert for rule, _ in self.engine.firing()}),
                 "last_step": self._last_step}
-
-
-def _check_gauge(name: str, given: str) -> None:
-    spec = metric(name)
-    if spec.kind is not Kind.GAUGE or not spec.stored:
-        raise ValueError(f"{given!r} ({name}) is not a per-step gauge; alerts read per-step gauges")
 
 
 def _alert_name(text: str) -> str:

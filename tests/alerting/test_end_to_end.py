@@ -13,7 +13,7 @@ import sys
 import time
 
 import pytest
-from alerting_servers import SlackSink, start_alertmanager, start_prometheus
+from alerting_servers import SlackSink, start_alertmanager, start_prometheus, stop_process
 from support import free_port
 
 from rewardscope.alerting.compiler import compile_groups, rules_yaml
@@ -80,13 +80,7 @@ def simulate(tmp_path):
 
     yield start
     for process, log in processes:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
         log.close()
 
 

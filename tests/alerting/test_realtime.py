@@ -69,6 +69,7 @@ def test_per_function_legacy_keys_watch_that_function():
 def test_default_alerts_are_the_default_pack():
     monitor = RealtimeMonitor(print_alerts=False)
     monitor.setup_default_alerts()
+    monitor.setup_default_alerts()
     events = []
     for step in range(1, 4):
         events += monitor.check_metrics(step, {"training/kl_divergence": 1.5, "rewards/functions/check_answer": 0.5})
