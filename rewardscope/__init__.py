@@ -16,6 +16,8 @@ from .metrics.step import StepInputError  # noqa: E402
 from .monitor import RewardMonitor  # noqa: E402
 from .analysis import RewardAnalyzer, RewardHackingDetector  # noqa: E402
 from .compat import DashboardManager, RewardMetricsTracker  # noqa: E402
+from .alerting import AlertLevel, RealtimeMonitor  # noqa: E402
 
 __all__ = ["RewardMonitor", "RewardFunctionSpec", "StepMetrics", "StepInputError", "LEGACY_REWARD_FUNCTIONS",
-           "RewardAnalyzer", "RewardHackingDetector", "RewardMetricsTracker", "DashboardManager", "__version__"]
+           "RewardAnalyzer", "RewardHackingDetector", "RewardMetricsTracker", "DashboardManager", "RealtimeMonitor", "AlertLevel",
+           "__version__"]

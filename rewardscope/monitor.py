@@ -78,7 +78,7 @@ class RewardMonitor:
                  prometheus_host: str = DEFAULT_HOST, registry: CollectorRegistry | None = None,
                  alerts: bool | AlertEvaluator = False, print_alerts: bool = False, log_distributions: bool = False,
                  window_size: int = 100, run_info: Mapping[str, str] | None = None, config: Mapping[str, Any] | None = None,
-                 max_completion_length: int | None = None, detectors: Sequence[Detector] = (),
+                 max_completion_length: int | None = None, detectors: Sequence[Detector] | None = None,
                  extra_sinks: Sequence[Sink] = (), on_bad_input: str = "skip", resume_after_step: int | None = None) -> None:
         if not isinstance(run_id, str) or not run_id or "/" in run_id or run_id.startswith("."):
             raise ValueError(f"run_id must be a non-empty name without '/', got {run_id!r}")
@@ -116,6 +116,12 @@ class RewardMonitor:
             self._trend_keys += self._expand_trend(name, window)
         capacity = max([window_size] + [w for _, _, w in self._trend_keys])
         self.window = RollingWindow(self.layout.width, capacity)
+        # By default the reward-hacking detector sets grpo_reward_hacking_suspected (from eval accuracy,
+        # falling while the reward rises); pass detectors=[] to run none, or your own list.
+        if detectors is None:
+            from .analysis.hacking import RewardHackingDetector
+
+            detectors = [RewardHackingDetector()]
         self.detectors = list(detectors)
         self.recent_alerts: list[AlertEvent] = []  # bounded below
         self._max_recent_alerts = 1000
