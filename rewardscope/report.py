@@ -227,7 +227,7 @@ def render(summary: dict[str, Any]) -> str:
             lines.append(f"  {'eval accuracy:':<20} {_fmt(c['first'], '.3f')} (first eval) -> {_fmt(c['last'], '.3f')} (last), "
                          f"best {_fmt(c['max'], '.3f')}, {c['steps']} evals")
     nonfinite = {fn: n for fn, n in summary["nonfinite_rewards"].items() if n}
-    lines.append(f"  non-finite:          " + (", ".join(f"{fn} {n}" for fn, n in nonfinite.items()) if nonfinite else "none"))
+    lines.append("  non-finite:          " + (", ".join(f"{fn} {n}" for fn, n in nonfinite.items()) if nonfinite else "none"))
     skipped = summary["skipped_steps"]
     lines.append("  skipped steps:       " + ("unknown (no summary.json)" if skipped is None else
                                        ", ".join(f"{reason} {int(n)}" for reason, n in skipped.items()) or "none"))

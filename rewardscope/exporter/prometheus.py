@@ -32,7 +32,6 @@ from typing import Callable
 from dataclasses import dataclass, field
 from typing import Iterator
 
-import numpy as np
 from prometheus_client import CONTENT_TYPE_LATEST
 from prometheus_client.samples import Sample
 from prometheus_client.core import Metric

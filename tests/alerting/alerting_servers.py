@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import yaml
-from support import free_port, require_binary
+from support import free_port, require_binary, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -65,17 +65,6 @@ class Server:
     def stop(self) -> None:
         stop_process(self.process)
         self._log.close()
-
-
-def stop_process(process: subprocess.Popen) -> None:
-    """Terminate a process this test started (by its PID), killing it if it does not exit within 10 s."""
-    if process.poll() is None:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 def prometheus_config(targets: list[str], rules_dir: Path, alertmanager: str | None, interval: str = "1s",

@@ -30,7 +30,7 @@ from rewardscope.dashboards.definitions import DASHBOARDS
 from rewardscope.dashboards.model import Dashboard, Panel
 from rewardscope.simulation.scenarios import plan_run, simulate_steps
 
-from support import free_port, require_binary
+from support import free_port, require_binary, stop_process
 
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_YML = REPO / "prometheus" / "prometheus.yml"
@@ -165,12 +165,7 @@ def scraped_run(tmp_path_factory):
         stop.set()
         if stepper.is_alive():
             stepper.join(timeout=10)
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         monitor.close()
 
 
