@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import importlib.util
 import logging
 import sys
 
@@ -29,14 +28,11 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def build_parser(available_only: bool = True) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="rewardscope", description="Watch the reward signal of GRPO fine-tuning runs.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at debug level")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, module_name, help_text in SUBCOMMANDS:
-        spec = importlib.util.find_spec(module_name)
-        if spec is None and available_only:
-            continue
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(_module=module_name)
         importlib.import_module(module_name).add_arguments(p)
