@@ -101,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     if args.check:
         for path in stale:
             print(f"stale: {_display(path, root)} (run `rewardscope rules`)", file=sys.stderr)
+        if not stale:
+            print(f"{len(files)} generated rule files are up to date")
         return 1 if stale else 0
     for path in stale:
         path.parent.mkdir(parents=True, exist_ok=True)
