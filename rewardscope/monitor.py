@@ -114,6 +114,12 @@ class RewardMonitor:
         self._trend_keys: list[TrendKey] = []
         for name, window in dict.fromkeys(requirements):
             self._trend_keys += self._expand_trend(name, window)
+        # Trend keys grouped by window length, so each group's slopes come from one vectorised pass.
+        self._trend_groups: dict[int, tuple[list[TrendKey], np.ndarray]] = {}
+        for key in self._trend_keys:
+            keys, _ = self._trend_groups.get(key[2], ([], None))
+            keys.append(key)
+            self._trend_groups[key[2]] = (keys, np.array([self.layout.index(k[0], k[1] or None) for k in keys]))
         capacity = max([window_size] + [w for _, _, w in self._trend_keys])
         self.window = RollingWindow(self.layout.width, capacity)
         # By default the reward-hacking detector sets grpo_reward_hacking_suspected (from eval accuracy,
@@ -277,7 +283,9 @@ class RewardMonitor:
                 row[layout.index(name)] = value
 
         self.window.append(step, row)
-        slopes = {key: self.window.slope(layout.index(key[0], key[1] or None), key[2]) for key in self._trend_keys}
+        slopes: dict[TrendKey, float | None] = {}
+        for window, (keys, columns) in self._trend_groups.items():
+            slopes.update(zip(keys, self.window.slopes(columns, window)))
         events = self.alert_engine.evaluate(metrics, slopes) if self.alert_engine is not None else []
 
         monotonic = time.monotonic()

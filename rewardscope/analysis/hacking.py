@@ -109,12 +109,18 @@ class RewardHackingDetector:
         return self.suspected
 
     def _rule_holds(self) -> bool:
-        # The performance slopes are fitted only when the proxy rises: the common case costs one fit.
-        if len(self._proxy) < self.min_steps or not _trend(self._proxy).rising(self.alpha):
+        # Cheapest checks first: without enough performance points (a run that passes no eval
+        # accuracy and has no gold function) nothing is fitted at all; the performance slopes
+        # are fitted only when the proxy rises.
+        enough_eval = len(self._eval) >= self.min_evals
+        enough_gold = len(self._gold) >= self.min_steps
+        if not (enough_eval or enough_gold) or len(self._proxy) < self.min_steps:
             return False
-        if len(self._eval) >= self.min_evals and _trend(self._eval).falling(self.alpha):
+        if not _trend(self._proxy).rising(self.alpha):
+            return False
+        if enough_eval and _trend(self._eval).falling(self.alpha):
             return True
-        return len(self._gold) >= self.min_steps and _trend(self._gold).falling(self.alpha)
+        return enough_gold and _trend(self._gold).falling(self.alpha)
 
 
 @dataclass(frozen=True)

@@ -59,17 +59,23 @@ class RollingWindow:
         None until the window holds ``last`` rows with at least two present values:
         a trend over fewer points than asked for would fire on noise.
         """
+        return self.slopes(np.array([index]), last)[0]
+
+    def slopes(self, indices: np.ndarray, last: int) -> list[float | None]:
+        """``slope`` of several columns at once, vectorised over the columns (absent values ignored)."""
         if self._size < last:
-            return None
+            return [None] * len(indices)
         order = self._order(last)
-        y = self._rows[order, index]
-        x = self._steps[order].astype(np.float64)
+        y = self._rows[np.ix_(order, indices)]  # (last, columns)
+        x = self._steps[order].astype(np.float64)[:, None]
         present = ~np.isnan(y)
-        if present.sum() < 2:
-            return None
-        x, y = x[present], y[present]
-        x = x - x.mean()
-        denominator = float(x @ x)
-        if denominator == 0.0:
-            return None
-        return float(x @ (y - y.mean())) / denominator
+        counts = present.sum(axis=0)
+        y = np.where(present, y, 0.0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            x_mean = (x * present).sum(axis=0) / counts
+            y_mean = y.sum(axis=0) / counts
+            dx = np.where(present, x - x_mean, 0.0)
+            denominator = (dx * dx).sum(axis=0)
+            slopes = (dx * (y - y_mean)).sum(axis=0) / denominator
+        defined = (counts >= 2) & (denominator > 0)
+        return [float(v) if ok else None for v, ok in zip(slopes.tolist(), defined.tolist())]

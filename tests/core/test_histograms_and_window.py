@@ -61,3 +61,17 @@ def test_window_slope_needs_two_present_values():
     for step, v in enumerate([np.nan, np.nan, 1.0]):
         window.append(step, np.array([v]))
     assert window.slope(0, last=3) is None
+
+
+def test_vectorised_slopes_match_a_least_squares_fit_per_column():
+    rng = np.random.default_rng(5)
+    window = RollingWindow(width=4, capacity=30)
+    for step in range(40):
+        row = rng.normal(size=4) + np.array([0.1, -0.3, 2.0, 0.0]) * step
+        row[rng.random(4) < 0.2] = np.nan
+        window.append(3 * step, row)
+    steps = window.steps(25)
+    for column, slope in enumerate(window.slopes(np.arange(4), 25)):
+        y = window.column(column, 25)
+        present = ~np.isnan(y)
+        assert slope == pytest.approx(np.polyfit(steps[present], y[present], 1)[0], rel=1e-9)
