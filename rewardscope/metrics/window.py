@@ -66,16 +66,23 @@ class RollingWindow:
         if self._size < last:
             return [None] * len(indices)
         order = self._order(last)
-        y = self._rows[np.ix_(order, indices)]  # (last, columns)
-        x = self._steps[order].astype(np.float64)[:, None]
+        y = self._rows[order][:, indices]  # (last, columns)
+        x = self._steps[order].astype(np.float64)
+        x -= x.mean()
+        denominator = float(x @ x)
         present = ~np.isnan(y)
+        if present.all():  # the common case: x is centred, so x @ y alone gives the covariance
+            if denominator == 0.0:
+                return [None] * len(indices)
+            return (x @ y / denominator).tolist()
         counts = present.sum(axis=0)
+        x = x[:, None]
         y = np.where(present, y, 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             x_mean = (x * present).sum(axis=0) / counts
             y_mean = y.sum(axis=0) / counts
             dx = np.where(present, x - x_mean, 0.0)
-            denominator = (dx * dx).sum(axis=0)
-            slopes = (dx * (y - y_mean)).sum(axis=0) / denominator
-        defined = (counts >= 2) & (denominator > 0)
+            denominator_by_column = (dx * dx).sum(axis=0)
+            slopes = (dx * (y - y_mean)).sum(axis=0) / denominator_by_column
+        defined = (counts >= 2) & (denominator_by_column > 0)
         return [float(v) if ok else None for v, ok in zip(slopes.tolist(), defined.tolist())]
