@@ -134,10 +134,13 @@ def render(f: int, n: int = 1024, renders: int = 300) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller grid, 100k-step memory runs")
+    parser.add_argument("--part", choices=("latency", "memory", "disk", "render"), action="append",
+                        help="run only these parts (repeatable; default: all)")
     args = parser.parse_args()
+    parts = set(args.part or ("latency", "memory", "disk", "render"))
     sizes = (64, 256, 1024, 4096, 65536)
     grid = []
-    for f in (4, 16):
+    for f in (4, 16) if "latency" in parts else ():
         for n in sizes:
             steps = 300 if n >= 65536 else 1000 if n >= 4096 else 3000
             if args.quick:
@@ -145,7 +148,7 @@ def main() -> int:
             grid.append(latency(n, f, steps))
             print(f"latency N={n} F={f}: {grid[-1]}", file=sys.stderr)
     memory_steps = 100_000 if args.quick else 1_000_000
-    memory_runs = [memory(memory_steps, False), memory(memory_steps, True)]
+    memory_runs = [memory(memory_steps, False), memory(memory_steps, True)] if "memory" in parts else []
     for m in memory_runs:
         print(f"memory: {m}", file=sys.stderr)
     result = {
@@ -153,8 +156,8 @@ def main() -> int:
                     "processor": platform.processor() or platform.machine()},
         "record_step_latency": grid,
         "memory": memory_runs,
-        "disk": [disk(False), disk(True), disk(True, "continuous")],
-        "render_metrics": [render(4), render(16)],
+        "disk": [disk(False), disk(True), disk(True, "continuous")] if "disk" in parts else [],
+        "render_metrics": [render(4), render(16)] if "render" in parts else [],
         "max_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
     }
     print(json.dumps(result, indent=2))
