@@ -74,6 +74,9 @@ class Settings:
             return rule.runbook
         return self.runbook_url.replace("{anchor}", rule.runbook)
 
+    def dashboard_link(self, run_id: str) -> str:
+        return self.dashboard_url.replace("{run_id}", run_id)
+
 
 @dataclass(frozen=True)
 class Overrides:
