@@ -30,7 +30,7 @@ import math
 import numbers
 import os
 import time
-from typing import Any, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
@@ -76,7 +76,8 @@ class RewardMonitor:
     def __init__(self, run_id: str, reward_functions: Sequence[RewardFunctionSpec | str], *, group_size: int = 1,
                  run_dir: str | os.PathLike | None = "monitoring_data", prometheus_port: int | None = None,
                  prometheus_host: str = DEFAULT_HOST, registry: CollectorRegistry | None = None,
-                 alerts: bool | AlertEvaluator = False, print_alerts: bool = False, log_distributions: bool = False,
+                 alerts: bool | AlertEvaluator = False, print_alerts: bool = False,
+                 alert_printer: Callable[[str], None] | None = None, log_distributions: bool = False,
                  window_size: int = 100, run_info: Mapping[str, str] | None = None, config: Mapping[str, Any] | None = None,
                  max_completion_length: int | None = None, detectors: Sequence[Detector] | None = None,
                  extra_sinks: Sequence[Sink] = (), on_bad_input: str = "skip", resume_after_step: int | None = None) -> None:
@@ -91,6 +92,8 @@ class RewardMonitor:
         self.group_size = int(group_size)
         self.on_bad_input = on_bad_input
         self.print_alerts = print_alerts
+        # Where printed alerts go: a progress bar's writer (tqdm.write) keeps them from tearing the bar.
+        self.alert_printer = alert_printer or (lambda line: print(line, flush=True))
         self.log_distributions = log_distributions
         self.max_completion_length = max_completion_length
         self._table = FunctionTable.build(self.specs)
@@ -333,7 +336,7 @@ class RewardMonitor:
         del self.recent_alerts[:-self._max_recent_alerts]
         if self.print_alerts:
             for event in events:
-                print(format_alert(event), flush=True)
+                self.alert_printer(format_alert(event))
         self.fanout.write_alerts(events)
 
     # ------------------------------------------------------------------ reading back

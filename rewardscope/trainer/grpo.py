@@ -165,6 +165,7 @@ def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resu
         prometheus_port=config.prometheus_port if config.prometheus else None,
         prometheus_host=config.prometheus_host,
         print_alerts=True,
+        alert_printer=_write_above_progress_bar,
         log_distributions=config.log_distributions,
         run_info={"model": str(config.model_id), "trainer": "rewardscope", "device": str(config.device), "loss_type": config.loss_type},
         config=config.to_dict(),
@@ -535,6 +536,12 @@ def _postfix(reward: float | None, kl: float | None, seconds: float) -> dict[str
         "kl": "-" if kl is None else f"{kl:.4f}",
         "step_s": f"{seconds:.2f}",
     }
+
+
+def _write_above_progress_bar(line: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(line)
 
 
 def _progress_bar(config: TrainConfig, start_step: int) -> Any:

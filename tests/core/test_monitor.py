@@ -182,3 +182,12 @@ def test_closed_monitor_refuses_steps():
     m.close()
     with pytest.raises(RuntimeError, match="closed"):
         m.record_step(1, good())
+
+
+def test_printed_alerts_can_go_to_a_progress_bar_writer(capsys):
+    lines = []
+    with monitor(alerts=FixedAlerts(), print_alerts=True, alert_printer=lines.append) as m:
+        for step in range(1, 4):
+            m.record_step(step, good())
+    assert lines == ["[rewardscope] FIRING warning Test {run_id=run} step=2 value=1 threshold=0.5: summary"]
+    assert capsys.readouterr().out == ""
