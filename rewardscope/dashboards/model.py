@@ -325,9 +325,8 @@ class Dashboard:
         return [p for row in self.rows for p in row.panels]
 
 
-def describe(panel: Panel) -> str:
-    """The panel's lead sentence, then ``metric``: catalogue help for each metric its queries name."""
-    helps: dict[str, str] = {}
+def _references(panel: Panel):
+    """Catalogue references of the metrics the panel's queries name, in query order."""
     for target in panel.targets:
         try:
             names = parse(target.expr).metric_names
@@ -336,7 +335,14 @@ def describe(panel: Panel) -> str:
         for name in names:
             ref = REFERENCES.get(name)
             if ref is not None:
-                helps.setdefault(ref.metric, ref.help)
+                yield ref
+
+
+def describe(panel: Panel) -> str:
+    """The panel's lead sentence, then ``metric``: catalogue help for each metric its queries name."""
+    helps: dict[str, str] = {}
+    for ref in _references(panel):
+        helps.setdefault(ref.metric, ref.help)
     parts = [panel.description.strip()] if panel.description.strip() else []
     parts += [f"`{name}`: {help_text}" for name, help_text in helps.items()]
     return "\n\n".join(parts)
@@ -346,15 +352,8 @@ def panel_unit(panel: Panel) -> str:
     """The explicit unit, else the Grafana unit of the first metric's catalogue unit ("none" if it has none)."""
     if panel.unit is not None:
         return panel.unit
-    for target in panel.targets:
-        try:
-            names = parse(target.expr).metric_names
-        except PromQLSyntaxError:
-            continue
-        for name in names:
-            if name in REFERENCES:
-                return grafana_unit(REFERENCES[name].unit)
-    return "none"
+    first = next(_references(panel), None)
+    return "none" if first is None else grafana_unit(first.unit)
 
 
 def _panel_json(panel: Panel, panel_id: int, grid: dict[str, int]) -> dict[str, Any]:
