@@ -183,23 +183,28 @@ def _last_step(steps_path: Path) -> int | None:
 
 
 def _drop_steps_after(steps_path: Path, step: int) -> int:
+    """Truncate the file before its first line recorded after ``step``; return the lines cut.
+
+    Steps only ever increase down the file, so the lines to drop are a tail: cutting at its
+    offset needs neither a rewrite nor the file in memory.
+    """
     if not steps_path.exists():
         return 0
-    kept, dropped = [], 0
-    with open(steps_path, encoding="utf-8") as f:
+    cut_at, dropped, offset = None, 0, 0
+    with open(steps_path, "rb") as f:
         for line in f:
-            try:
-                row_step = json.loads(line)[0]
-            except (ValueError, IndexError):
-                continue
-            if row_step <= step:
-                kept.append(line)
-            else:
+            if cut_at is None:
+                try:
+                    if json.loads(line)[0] > step:
+                        cut_at = offset
+                except (ValueError, IndexError):
+                    pass
+            if cut_at is not None:
                 dropped += 1
-    if dropped:
-        tmp = steps_path.with_suffix(".jsonl.tmp")
-        tmp.write_text("".join(kept), encoding="utf-8")
-        os.replace(tmp, steps_path)
+            offset += len(line)
+    if cut_at is not None:
+        with open(steps_path, "rb+") as f:
+            f.truncate(cut_at)
     return dropped
 
 
