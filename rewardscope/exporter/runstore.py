@@ -176,10 +176,19 @@ def _finite_or_none(value: Any) -> Any:
 
 
 def _last_step(steps_path: Path) -> int | None:
-    last = None
-    for row in _read_rows(steps_path):
-        last = int(row[0])
-    return last
+    """Step of the last line; the writer has cut any torn tail, so reading the end of the file is enough."""
+    if not steps_path.exists() or steps_path.stat().st_size == 0:
+        return None
+    with open(steps_path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        chunk = 1 << 16
+        while True:
+            start = max(0, size - chunk)
+            f.seek(start)
+            lines = f.read(size - start).splitlines()
+            if len(lines) > 1 or start == 0:
+                return int(json.loads(lines[-1])[0])
+            chunk *= 2
 
 
 def _drop_steps_after(steps_path: Path, step: int) -> int:
