@@ -30,7 +30,8 @@ import math
 import numbers
 import os
 import time
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
@@ -38,8 +39,23 @@ from prometheus_client import CollectorRegistry, generate_latest
 from . import __version__
 from .alerting.engine import default_trend_requirements
 from .alerting.events import AlertEvent, AlertState
+from .distributed import (
+    DEFAULT_TIMEOUT_SECONDS,
+    SCALARS,
+    GlobalBatch,
+    LocalShard,
+    RankSignals,
+    ShardGatherer,
+    distributed_world,
+)
 from .exporter.base import FanOut, Sink
-from .exporter.prometheus import DEFAULT_HOST, MetricsServer, RunCollector, TextRenderer, snapshot
+from .exporter.prometheus import (
+    DEFAULT_HOST,
+    MetricsServer,
+    RunCollector,
+    TextRenderer,
+    snapshot,
+)
 from .exporter.runstore import RunStoreSink
 from .metrics.catalogue import Scope, metric
 from .metrics.functions import RewardFunctionSpec, as_specs
@@ -80,7 +96,8 @@ class RewardMonitor:
                  alert_printer: Callable[[str], None] | None = None, log_distributions: bool = False,
                  window_size: int = 100, run_info: Mapping[str, str] | None = None, config: Mapping[str, Any] | None = None,
                  max_completion_length: int | None = None, detectors: Sequence[Detector] | None = None,
-                 extra_sinks: Sequence[Sink] = (), on_bad_input: str = "skip", resume_after_step: int | None = None) -> None:
+                 extra_sinks: Sequence[Sink] = (), on_bad_input: str = "skip", resume_after_step: int | None = None,
+                 distributed: bool = True, process_group: Any = None, distributed_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         if not isinstance(run_id, str) or not run_id or "/" in run_id or run_id.startswith("."):
             raise ValueError(f"run_id must be a non-empty name without '/', got {run_id!r}")
         if on_bad_input not in ("skip", "raise"):
@@ -106,6 +123,15 @@ class RewardMonitor:
         self.state = RunState.create(run_id, self.specs, self._table.buckets, run_info=info,
                                      max_completion_length=max_completion_length)
         self.layout = self.state.layout
+
+        # Under torch.distributed every rank gathers its shard to rank 0, the only one that keeps
+        # alerts, sinks, a store and a server (rewardscope/distributed.py).
+        self.gatherer: ShardGatherer | None = None
+        if distributed and distributed_world() is not None:
+            self.gatherer = ShardGatherer(len(self._names), process_group, distributed_timeout)
+            if not self.gatherer.is_writer:
+                alerts, run_dir, prometheus_port, extra_sinks = False, None, None, ()
+        self._ranks = RankSignals(run_id)
 
         self.alert_engine: AlertEvaluator | None = self._make_alert_engine(alerts)
         # The default pack's compiled Prometheus rules read these slopes, so they are published
@@ -153,6 +179,8 @@ class RewardMonitor:
         self.registry = CollectorRegistry() if own_registry else registry
         self._collector = RunCollector(self.state)
         self.registry.register(self._collector)
+        if self.gatherer is not None:
+            self.registry.register(self._ranks)
         self.server: MetricsServer | None = None
         if prometheus_port is not None:
             self.server = MetricsServer(self._render if own_registry else lambda: generate_latest(self.registry),
@@ -185,7 +213,7 @@ class RewardMonitor:
         return [(name, "", window)]
 
     def _render(self) -> bytes:
-        return self._renderer.render(snapshot(self.state))
+        return self._renderer.render(snapshot(self.state) + self._ranks.families())
 
     @property
     def prometheus_port(self) -> int | None:
@@ -242,9 +270,54 @@ class RewardMonitor:
                     clip_ratio: float | None = None, grad_norm: float | None = None, loss: float | None = None,
                     learning_rate: float | None = None, eval_accuracy: float | None = None,
                     tokens: int | None = None) -> StepMetrics | None:
-        """Record one training step; returns its StepMetrics, or None when the step was skipped."""
+        """Record one training step; returns its StepMetrics, or None when the step was skipped.
+
+        Under torch.distributed each rank passes its own shard: rank 0 records the global batch
+        and returns its StepMetrics; the other ranks return None.
+        """
         if self._closed:
             raise RuntimeError(f"RewardMonitor {self.run_id!r} is closed")
+        inputs = {"group_size": group_size, "kl": kl, "policy_entropy": policy_entropy, "advantages": advantages,
+                  "completion_lengths": completion_lengths, "max_completion_length": max_completion_length,
+                  "clip_ratio": clip_ratio, "grad_norm": grad_norm, "loss": loss, "learning_rate": learning_rate,
+                  "eval_accuracy": eval_accuracy, "tokens": tokens}
+        if self.gatherer is None:
+            return self._record_step(step, rewards_by_function, **inputs)
+        batch = self._gather(step, rewards_by_function, inputs)
+        if batch is None:
+            return None
+        return self._record_step(batch.step, dict(zip(self._names, batch.rewards)), **batch.record_step_inputs())
+
+    def _gather(self, step: Any, rewards_by_function: Mapping[str, Any], inputs: dict[str, Any]) -> GlobalBatch | None:
+        """Take part in the step's gather with this rank's shard (a bad shard goes with a flag, keeping the
+        ranks in step); the global batch on rank 0 when it can be recorded, else None."""
+        assert self.gatherer is not None
+        g = self.group_size if inputs["group_size"] is None else inputs["group_size"]
+        try:
+            if isinstance(step, bool) or not isinstance(step, numbers.Integral):
+                raise StepInputError("not_numeric", f"step must be an integer, got {step!r}")
+            shard = LocalShard.build(int(step), self._reward_matrix(rewards_by_function), int(g), inputs["advantages"],
+                                     inputs["completion_lengths"], **{k: inputs[k] for k in SCALARS})
+        except (StepInputError, TypeError, ValueError) as error:
+            shard = LocalShard.invalid(step, len(self._names), getattr(error, "reason", "not_numeric"), str(error))
+        batch = self.gatherer.gather(shard)
+        if shard.reason and not self.gatherer.is_writer:
+            self._skip(shard.reason, shard.message, step)
+        if batch is None:
+            self.last_step = shard.step if not shard.reason else self.last_step
+            return None
+        self._ranks.update(batch)
+        if batch.skip is not None:
+            self._skip(batch.skip[0], batch.skip[1] + (f"; rank 0: {shard.message}" if shard.message else ""), batch.step)
+            return None
+        return batch
+
+    def _record_step(self, step: int, rewards_by_function: Mapping[str, Any], *, group_size: int | None = None,
+                     kl: float | None = None, policy_entropy: float | None = None, advantages: Any = None,
+                     completion_lengths: Any = None, max_completion_length: int | None = None,
+                     clip_ratio: float | None = None, grad_norm: float | None = None, loss: float | None = None,
+                     learning_rate: float | None = None, eval_accuracy: float | None = None,
+                     tokens: int | None = None) -> StepMetrics | None:
         started = time.perf_counter()
         try:
             if isinstance(step, bool) or not isinstance(step, numbers.Integral):
@@ -380,14 +453,15 @@ class RewardMonitor:
         try:
             self.fanout.close(self.summary())
         finally:
-            try:
-                self.registry.unregister(self._collector)
-            except KeyError:
-                pass
+            for collector in (self._collector, self._ranks):
+                try:
+                    self.registry.unregister(collector)
+                except KeyError:
+                    pass
             if self.server is not None:
                 self.server.stop()
 
-    def __enter__(self) -> "RewardMonitor":
+    def __enter__(self) -> RewardMonitor:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -205,6 +205,16 @@ CATALOGUE: tuple[MetricSpec, ...] = (
              extra_labels=("sink",), group="exporter"),
     _counter("rewardscope_record_seconds_total", "seconds", "Time spent inside record_step (computation and every sink).", group="exporter"),
     _counter("rewardscope_scrapes_total", "scrapes", "Times the Prometheus collector was collected.", group="exporter"),
+    # --- several processes (torch.distributed): one series per rank, exported by rank 0 -------------
+    _gauge("grpo_rank_work_seconds", "seconds",
+           "Time the rank spent between leaving the monitor's gather of the previous step and entering this one: its own work on "
+           "the step (generation, scoring, optimiser step), without the wait for the other ranks. The slowest rank sets the pace.",
+           scope=Scope.EXTRA, extra_labels=("rank",), stored=False, group="liveness"),
+    _gauge("grpo_rank_samples", "samples", "Completions in the rank's shard of the latest step.",
+           scope=Scope.EXTRA, extra_labels=("rank",), stored=False, group="liveness"),
+    _gauge("grpo_rank_last_step_timestamp_seconds", "seconds",
+           "Unix time at which the rank handed its shard of the latest step to the monitor's gather.",
+           scope=Scope.EXTRA, extra_labels=("rank",), stored=False, group="liveness"),
 )
 
 _BY_NAME = {spec.name: spec for spec in CATALOGUE}
