@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     except (TrainerError, RunStoreError) as exc:
         print(f"rewardscope train: error: {exc}", file=sys.stderr)
         return 2
-    print(format_summary(result))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+        print(format_summary(result))
     return 130 if result.interrupted else 0
 
 
