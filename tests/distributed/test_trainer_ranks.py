@@ -9,7 +9,12 @@ import numpy as np
 import pytest
 from conftest import torchrun
 
-from rewardscope.exporter.runstore import read_distributions, read_manifest, read_steps, read_summary
+from rewardscope.exporter.runstore import (
+    read_distributions,
+    read_manifest,
+    read_steps,
+    read_summary,
+)
 
 BATCH, GROUPS = 3, 4  # 3 prompts over 2 ranks: shards of 2 and 1 groups
 
