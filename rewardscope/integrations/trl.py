@@ -99,7 +99,8 @@ def reward_specs(reward_funcs: Sequence[Any], weights: Sequence[float] | None = 
 def _is_async(fn: Any) -> bool:
     while isinstance(fn, functools.partial):
         fn = fn.func
-    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(type(fn), "__call__", None))
+    # A callable instance carries its async on the class's __call__.
+    return inspect.iscoroutinefunction(fn) or (callable(fn) and inspect.iscoroutinefunction(type(fn).__call__))
 
 
 class RewardScopeCallback(TrainerCallback):
