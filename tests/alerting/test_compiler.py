@@ -47,6 +47,8 @@ def test_default_pack_compiles_to_these_expressions():
         ("GRPORewardHackingSuspected", "critical"): "grpo_reward_hacking_suspected > 0.5",
         ("GRPORunStalled", "error"): "time() - grpo_last_step_timestamp_seconds > 300.0",
         ("GRPOExporterDown", "warning"): 'up{job="rewardscope"} == 0 and on(job, instance) max_over_time(up{job="rewardscope"}[1h]) == 1',
+        ("GRPORankStraggler", "warning"): "grpo_rank_work_seconds > on(run_id) group_left() (1.5 * avg by (run_id) (grpo_rank_work_seconds))"
+                                          " and grpo_rank_work_seconds > 1",
     }
 
 

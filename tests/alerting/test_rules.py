@@ -51,6 +51,7 @@ def test_default_pack_covers_the_grpo_failures():
         ("GRPORewardHackingSuspected", "critical"): ("threshold", "grpo_reward_hacking_suspected"),
         ("GRPORunStalled", "error"): ("promql", None),
         ("GRPOExporterDown", "warning"): ("promql", None),
+        ("GRPORankStraggler", "warning"): ("promql", None),
     }
     assert metric("grpo_reward_hacking_suspected").kind is Kind.GAUGE
 
