@@ -239,6 +239,16 @@ TRAINING = Dashboard(
             TimeSeries(title="Completions per second", targets=(Target(rate("grpo_samples_total")),), width=8,
                        unit="count:samples/s", description="Completions recorded per second over the rate interval."),
         )),
+        Row("Ranks (multi-process runs)", (
+            TimeSeries(title="Work per step by rank", targets=(series("grpo_rank_work_seconds", "{{run_id}} rank {{rank}}"),),
+                       unit="s", legend_calcs=("lastNotNull", "max"),
+                       description="Each rank's own work per step, without waiting for the others: the highest line is the "
+                                   "straggler every rank waits for (alert GRPORankStraggler).",
+                       may_be_empty="exported by rank 0 of a multi-process run only"),
+            TimeSeries(title="Completions by rank", targets=(series("grpo_rank_samples", "{{run_id}} rank {{rank}}"),),
+                       unit="short", description="Completions in each rank's shard of the latest step: unequal shards make stragglers.",
+                       may_be_empty="exported by rank 0 of a multi-process run only"),
+        )),
         Row("Monitor", (
             TimeSeries(title="Time spent in record_step", targets=(Target(rate("rewardscope_record_seconds_total")),),
                        width=8, unit="percentunit",
