@@ -244,7 +244,7 @@ class RewardMonitor:
         try:
             self.fanout.write_step(record)
         except BaseException:
-            self.window.drop_last()  # the step was not stored: a retry must find the window as it was
+            self._trends.drop_last()  # the step was not stored: a retry must find the window as it was
             raise
         self._commit(record)
         return record

@@ -104,7 +104,7 @@ class RunState:
             if record.completion_lengths is not None:
                 self.length_histogram.observe_row(0, record.completion_lengths)
             if record.duration_seconds is not None:
-                self.duration_histogram.observe_row(0, np.array([record.duration_seconds]))
+                self.duration_histogram.observe_value(0, record.duration_seconds)
             self.slopes = record.slopes
             for event in record.events:
                 self._apply_alert(event.alertname, event.severity, event.state is AlertState.FIRING)
