@@ -307,7 +307,8 @@ class RewardMonitor:
         return StepRecord(
             inputs.step, now, self.layout, row, metrics.rewards,
             samples=inputs.rewards.shape[1], tokens=inputs.tokens, duration_seconds=duration,
-            compute_seconds=time.perf_counter() - started, reward_bucket_counts=stats.bucket_counts,
+            compute_seconds=time.perf_counter() - started, bucket_layout=self._table.buckets,
+            reward_bucket_counts=stats.bucket_counts,
             reward_positive_sums=stats.positive_sums, reward_negative_sums=stats.negative_sums,
             reward_finite_counts=stats.bucket_totals,
             nonfinite_by_function=stats.per_function["grpo_reward_fn_nonfinite_samples"],
