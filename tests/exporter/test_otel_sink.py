@@ -4,6 +4,8 @@ import sys
 
 import numpy as np
 import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="the OpenTelemetry mirror is optional (rewardscope[otel])")
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExporter, MetricExportResult
 
