@@ -389,8 +389,7 @@ def _combine_scalars(headers: np.ndarray, samples: np.ndarray) -> dict[str, floa
 class RankSignals:
     """The latest per-rank values of a multi-process run (bounded by the world size), exported by rank 0.
 
-    ``families()`` feeds the monitor's own /metrics renderer; ``collect()`` makes it a
-    prometheus_client collector for callers who bring their own registry.
+    A prometheus_client collector: the monitor registers it in the registry /metrics serves.
     """
 
     NAMES = ("grpo_rank_work_seconds", "grpo_rank_samples", "grpo_rank_last_step_timestamp_seconds")
@@ -414,14 +413,6 @@ class RankSignals:
             latest = dict(self._latest)
         return [(name, [(str(rank), float(v)) for rank, v in enumerate(latest[name]) if math.isfinite(v)])
                 for name in self.NAMES if name in latest]
-
-    def families(self) -> list[Any]:
-        from .exporter.prometheus import Family
-        from .metrics.catalogue import metric
-
-        run = (("run_id", self.run_id),)
-        return [Family(name, "gauge", metric(name).help, [(name, run + (("rank", rank),), v) for rank, v in values])
-                for name, values in self.samples() if values]
 
     def describe(self) -> list:
         return []

@@ -86,7 +86,7 @@ def reward_specs(reward_funcs: Sequence[Any], weights: Sequence[float] | None = 
                  names: Sequence[str] | None = None) -> list[Any]:
     """``RewardFunctionSpec`` for each function: its TRL name, the TRL weight, and the
     range declared by ``min_value`` / ``max_value`` attributes when present."""
-    from rewardscope import RewardFunctionSpec
+    from ..metrics.functions import RewardFunctionSpec
 
     weights = list(weights) if weights is not None else [1.0] * len(reward_funcs)
     names = list(names) if names is not None else [trl_name(f) for f in reward_funcs]

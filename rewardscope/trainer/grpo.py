@@ -156,7 +156,8 @@ def _mirror_sinks(config: TrainConfig) -> list[Any]:
 
 def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resume_after_step: int | None,
                   is_main: bool = True) -> Any:
-    from rewardscope import RewardFunctionSpec, RewardMonitor
+    from ..metrics.functions import RewardFunctionSpec
+    from ..monitor import RewardMonitor
 
     specs = [RewardFunctionSpec(f.name, f.weight, f.min_value, f.max_value) for f in functions]
     kwargs = dict(

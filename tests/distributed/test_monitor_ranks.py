@@ -27,7 +27,7 @@ TIME_DEPENDENT = ("grpo_last_step_timestamp_seconds", "grpo_step_duration_second
 
 def _samples(exposition: str) -> dict[tuple, float]:
     return {(s.name, tuple(sorted(s.labels.items()))): s.value for family in text_string_to_metric_families(exposition)
-            for s in family.samples if not s.name.startswith(TIME_DEPENDENT)}
+            for s in family.samples if s.name.startswith(("grpo_", "rewardscope_")) and not s.name.startswith(TIME_DEPENDENT)}
 
 
 def _single_process(tmp_path: Path, world: int) -> tuple[list[dict], str]:

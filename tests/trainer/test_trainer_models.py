@@ -6,6 +6,8 @@ import json
 import shutil
 
 import pytest
+
+pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train])")
 import torch
 
 from rewardscope.trainer.data import chat_messages, generate_problems
