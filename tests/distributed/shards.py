@@ -55,8 +55,13 @@ def global_step(step: int, world: int) -> dict:
     """What one process would record: the shards concatenated in rank order, scalars combined as documented."""
     shards = [shard(step, r) for r in range(world)]
     sizes = np.array([groups_of(step, r) * GROUP_SIZE for r in range(world)], dtype=np.float64)
-    cat = lambda key: np.concatenate([s[key] for s in shards])
-    weighted = lambda key: float(np.average([s[key] for s in shards], weights=sizes))
+
+    def cat(key: str) -> np.ndarray:
+        return np.concatenate([s[key] for s in shards])
+
+    def weighted(key: str) -> float:
+        return float(np.average([s[key] for s in shards], weights=sizes))
+
     return {
         "rewards": {name: np.concatenate([s["rewards"][name] for s in shards]) for name in shards[0]["rewards"]},
         "advantages": cat("advantages"),
