@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import torchrun
+from torchrun_support import torchrun
 
 from rewardscope.exporter.runstore import (
     read_distributions,

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import torchrun
+from torchrun_support import torchrun
 
 from rewardscope.exporter.runstore import read_distributions, read_manifest, read_steps
 
