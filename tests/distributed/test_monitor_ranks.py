@@ -11,10 +11,10 @@ import math
 from pathlib import Path
 
 import pytest
-from torchrun_support import torchrun
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from shards import GROUP_SIZE, SPECS, STEPS, global_step
+from torchrun_support import torchrun
 
 from rewardscope import RewardMonitor
 from rewardscope.exporter.runstore import read_steps
