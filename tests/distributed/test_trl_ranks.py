@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 from torchrun_support import torchrun
 
@@ -46,5 +47,9 @@ def test_trl_on_two_processes_records_the_global_batch_in_trls_order(tmp_path: P
         assert row["grpo_group_zero_std_ratio"] == pytest.approx(log["frac_reward_zero_std"], abs=1e-6)
         assert row["grpo_group_size"] == 4
     assert any(log["frac_reward_zero_std"] > 0 for log in logs)  # the check above is not vacuous
+    # Sample by sample, the last step holds TRL's global batch in TRL's order (the store keeps float16 copies).
+    _, last = list(read_distributions(store))[-1]
+    for row, fn in zip(last, names["trl"]):
+        np.testing.assert_allclose(row, names["trl_last_rewards"][fn], rtol=2e-3, atol=2e-3, err_msg=fn)
     assert names["mismatches"] == 0
     assert set(names["trl_values"]) >= {"frac_reward_zero_std", "completions/clipped_ratio", "clip_ratio/low_mean", "step_time"}

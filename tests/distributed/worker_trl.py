@@ -78,7 +78,10 @@ def main() -> None:
         (out / "logs.json").write_text(json.dumps(logs.logs))
         (out / "names.json").write_text(json.dumps({"trl": list(trainer.reward_func_names), "recorded": callback.recorded_steps,
                                                     "mismatches": callback.zero_std_mismatches,
-                                                    "trl_values": callback.trl_values}))
+                                                    "trl_values": callback.trl_values,
+                                                    # TRL's own per-sample rewards of the last step, in its global order (private).
+                                                    "trl_last_rewards": {n: list(trainer._logs["rewards"][n])
+                                                                         for n in trainer.reward_func_names}}))
 
 
 if __name__ == "__main__":
