@@ -9,12 +9,16 @@ The other ranks keep no sinks, no server and no store; ``gather`` returns None t
 
 The transport is torch.distributed point to point, on a dedicated gloo group
 created for the monitor (so it runs on CPU tensors whatever the training backend,
-and has its own timeout): each rank sends rank 0 a fixed-size header (step, sample
-count, a validity code, its scalars, its timing), then, if its shard is valid and
-not empty, the shard itself as one flat float64 tensor. Rank 0 posts one receive
-per rank and waits on them in rank order, so a rank that never sends is named in
-the error (RankTimeoutError) once the timeout has passed. Gloo's all_gather is a
-ring and costs several times more than this star on a few CPU ranks (bench/bench_gather.py).
+and has its own timeout): each rank sends rank 0 one flat float64 message, a
+fixed-size header (step, sample count, a validity code, its scalars, its timing)
+followed by its shard when the shard is valid and not empty. Messages are padded to
+a capacity that the sender and rank 0 both derive from that rank's previous
+messages (the next power of two above the largest so far), so rank 0 knows each
+size in advance; a message above the capacity sends its tail in a second message,
+whose size the header tells. Rank 0 posts one receive per rank and waits on them in
+rank order, so a rank that never sends is named in the error (RankTimeoutError) once
+the timeout has passed. Gloo's all_gather is a ring and costs several times more
+than this star on a few CPU ranks (bench/bench_gather.py).
 
 Contract on groups: the global batch is in group order, each prompt's G
 completions contiguous. By default every shard must hold whole groups (a shard
@@ -75,6 +79,7 @@ STEP, SAMPLES, REASON, HAS_ADVANTAGES, HAS_LENGTHS, GROUP_SIZE, WORK_SECONDS, WA
 _FIXED = 8
 HEADER_WIDTH = _FIXED + 2 * len(SCALARS)
 _HEADER_TAG, _DATA_TAG = 7301, 7302
+_FIRST_CAPACITY = 1024  # float64 values of a rank's first message (the header and up to ~150 completions at F = 4)
 
 DEFAULT_TIMEOUT_SECONDS = 600.0
 
@@ -216,6 +221,8 @@ class ShardGatherer:
         uses_cuda = dist.get_backend(group) == "nccl"
         self._device = torch.device("cuda", torch.cuda.current_device()) if uses_cuda else torch.device("cpu")
         self._last_exit: float | None = None
+        # Size of each rank's next message; the sender and rank 0 update it the same way (see _grow).
+        self._capacity = [_FIRST_CAPACITY] * self.world_size
 
     @property
     def is_writer(self) -> bool:
@@ -262,33 +269,45 @@ class ShardGatherer:
         rows = [shard.rewards] + [a[None, :] for a in (shard.advantages, shard.lengths) if a is not None]
         return np.concatenate(rows).reshape(-1)
 
+    def _grow(self, rank: int, size: int) -> None:
+        """The capacity rule both ends apply after each message of ``rank``."""
+        if size > self._capacity[rank]:
+            self._capacity[rank] = 1 << (size - 1).bit_length()
+
     def _send(self, shard: LocalShard, header: np.ndarray) -> None:
         dist = self._dist
+        payload = self._payload(shard)
+        size = HEADER_WIDTH + (0 if payload is None else payload.size)
+        capacity = self._capacity[self.rank]
+        message = np.zeros(max(capacity, size))
+        message[:HEADER_WIDTH] = header
+        if payload is not None:
+            message[HEADER_WIDTH:size] = payload
         try:
-            dist.send(self._tensor(header), group=self.group, group_dst=0, tag=_HEADER_TAG)
-            payload = self._payload(shard)
-            if payload is not None:
-                dist.send(self._tensor(payload), group=self.group, group_dst=0, tag=_DATA_TAG)
+            dist.send(self._tensor(message[:capacity]), group=self.group, group_dst=0, tag=_HEADER_TAG)
+            if size > capacity:
+                dist.send(self._tensor(message[capacity:]), group=self.group, group_dst=0, tag=_DATA_TAG)
         except RuntimeError as error:
             raise RankTimeoutError(shard.step, [0], self.timeout, error) from error
+        self._grow(self.rank, size)
 
     def _receive(self, shard: LocalShard, header: np.ndarray) -> tuple[np.ndarray, list[np.ndarray | None]]:
         dist, torch = self._dist, self._torch
-        headers = np.empty((self.world_size, HEADER_WIDTH))
-        headers[0] = header
-        buffers = {r: torch.empty(HEADER_WIDTH, dtype=torch.float64, device=self._device) for r in range(1, self.world_size)}
+        ranks = range(1, self.world_size)
+        buffers = {r: torch.empty(self._capacity[r], dtype=torch.float64, device=self._device) for r in ranks}
         self._wait_all(shard.step, {r: dist.irecv(b, group=self.group, group_src=r, tag=_HEADER_TAG) for r, b in buffers.items()})
-        for r, buffer in buffers.items():
-            headers[r] = buffer.cpu().numpy()
+        messages = {r: b.cpu().numpy() for r, b in buffers.items()}
+        sizes = {r: HEADER_WIDTH + self._payload_size(messages[r][:HEADER_WIDTH]) for r in ranks}
+        tails = {r: torch.empty(sizes[r] - self._capacity[r], dtype=torch.float64, device=self._device)
+                 for r in ranks if sizes[r] > self._capacity[r]}
+        self._wait_all(shard.step, {r: dist.irecv(t, group=self.group, group_src=r, tag=_DATA_TAG) for r, t in tails.items()})
+        for r, tail in tails.items():
+            messages[r] = np.concatenate([messages[r], tail.cpu().numpy()])
+        headers = np.stack([header] + [messages[r][:HEADER_WIDTH] for r in ranks])
         parts: list[np.ndarray | None] = [self._payload(shard)]
-        pending, data = {}, {}
-        for r in range(1, self.world_size):
-            size = self._payload_size(headers[r])
-            if size:
-                data[r] = torch.empty(size, dtype=torch.float64, device=self._device)
-                pending[r] = dist.irecv(data[r], group=self.group, group_src=r, tag=_DATA_TAG)
-        self._wait_all(shard.step, pending)
-        parts += [data[r].cpu().numpy() if r in data else None for r in range(1, self.world_size)]
+        parts += [messages[r][HEADER_WIDTH:sizes[r]] if sizes[r] > HEADER_WIDTH else None for r in ranks]
+        for r in ranks:
+            self._grow(r, sizes[r])
         return headers, parts
 
     def _payload_size(self, header: np.ndarray) -> int:

@@ -14,9 +14,10 @@ SPECS = [RewardFunctionSpec("correct", 1.0, 0.0, 1.0), RewardFunctionSpec("forma
 
 
 def groups_of(step: int, rank: int) -> int:
-    """Unequal shards: rank r holds r + 1 groups; rank 1 holds none at step 3 (an empty shard)."""
-    if rank == 1 and step == 3:
-        return 0
+    """Unequal shards: rank r holds r + 1 groups (one more on odd steps); rank 1 holds none at step 3 (an empty
+    shard) and 80 at step 5 (a message above the gatherer's first capacity, sent in two parts)."""
+    if rank == 1 and step in (3, 5):
+        return 0 if step == 3 else 80
     return rank + 1 + step % 2
 
 
