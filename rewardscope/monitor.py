@@ -39,6 +39,7 @@ from . import __version__
 from .alerting.engine import default_trend_requirements
 from .alerting.events import AlertEvent, AlertState
 from .exporter.base import FanOut, Sink
+from .exporter.evidence import EvidenceWriter
 from .exporter.prometheus import DEFAULT_HOST, MetricsServer, RunCollector, TextRenderer, snapshot
 from .exporter.runstore import RunStoreSink
 from .metrics.catalogue import Scope, metric
@@ -80,7 +81,8 @@ class RewardMonitor:
                  alert_printer: Callable[[str], None] | None = None, log_distributions: bool = False,
                  window_size: int = 100, run_info: Mapping[str, str] | None = None, config: Mapping[str, Any] | None = None,
                  max_completion_length: int | None = None, detectors: Sequence[Detector] | None = None,
-                 extra_sinks: Sequence[Sink] = (), on_bad_input: str = "skip", resume_after_step: int | None = None) -> None:
+                 extra_sinks: Sequence[Sink] = (), on_bad_input: str = "skip", resume_after_step: int | None = None,
+                 provenance: Mapping[str, Any] | None = None) -> None:
         if not isinstance(run_id, str) or not run_id or "/" in run_id or run_id.startswith("."):
             raise ValueError(f"run_id must be a non-empty name without '/', got {run_id!r}")
         if on_bad_input not in ("skip", "raise"):
@@ -137,6 +139,7 @@ class RewardMonitor:
 
         sinks: list[Sink] = []
         self.store: RunStoreSink | None = None
+        self.evidence: EvidenceWriter | None = None
         self.last_step: int | None = None
         if run_dir is not None:
             manifest = {"reward_functions": [vars(s) for s in self.specs], "group_size": self.group_size,
@@ -145,6 +148,12 @@ class RewardMonitor:
                                       log_distributions=log_distributions, resume_after_step=resume_after_step)
             self.last_step = self.store.last_step
             sinks.append(self.store)
+            if provenance is not None:
+                from .provenance import record_provenance
+
+                record_provenance(self.store.directory, provenance, self.last_step)
+            self.evidence = EvidenceWriter(self.store.directory, self._names, [s.weight for s in self.specs],
+                                           resume_after_step=resume_after_step)
         sinks.extend(extra_sinks)
         self.fanout = FanOut(sinks, on_error=self._count_sink_error)
 
@@ -241,8 +250,13 @@ class RewardMonitor:
                     completion_lengths: Any = None, max_completion_length: int | None = None,
                     clip_ratio: float | None = None, grad_norm: float | None = None, loss: float | None = None,
                     learning_rate: float | None = None, eval_accuracy: float | None = None,
-                    tokens: int | None = None) -> StepMetrics | None:
-        """Record one training step; returns its StepMetrics, or None when the step was skipped."""
+                    tokens: int | None = None, prompts: Sequence[str] | None = None,
+                    completions: Sequence[str] | None = None) -> StepMetrics | None:
+        """Record one training step; returns its StepMetrics, or None when the step was skipped.
+
+        ``prompts``/``completions`` (one string per sample, optional) are kept only as the
+        evidence of an alert that fires at this step (evidence.jsonl in the run directory).
+        """
         if self._closed:
             raise RuntimeError(f"RewardMonitor {self.run_id!r} is closed")
         started = time.perf_counter()
@@ -299,6 +313,7 @@ class RewardMonitor:
         self.fanout.write_step(metrics)
         if events:
             self._handle_alerts(events)
+            self._write_evidence(step, events, rewards, advantages, completion_lengths, prompts, completions)
         self.last_step = step
         self._steps_recorded += 1
         if self._first_step is None:
@@ -338,6 +353,17 @@ class RewardMonitor:
             for event in events:
                 self.alert_printer(format_alert(event))
         self.fanout.write_alerts(events)
+
+    def _write_evidence(self, step: int, events: list[AlertEvent], rewards: np.ndarray, advantages: Any, lengths: Any,
+                        prompts: Sequence[str] | None, completions: Sequence[str] | None) -> None:
+        if self.evidence is None:
+            return
+        try:
+            self.evidence.write(step, events, rewards, advantages=advantages, completion_lengths=lengths, prompts=prompts,
+                                completions=completions)
+        except (OSError, ValueError, TypeError) as error:  # evidence is an extra: training goes on, the error is counted
+            self._count_sink_error("evidence")
+            log.warning("rewardscope: could not write the evidence of step %d: %s", step, error)
 
     # ------------------------------------------------------------------ reading back
     def recent(self, name: str, reward_fn: str | None = None, last: int | None = None) -> np.ndarray:
