@@ -22,6 +22,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "rewardscope.trainer.cli", "run a monitored GRPO fine-tuning run"),
     ("simulate", "rewardscope.simulation.cli", "serve a realistic synthetic GRPO run (named failure scenarios)"),
     ("summary", "rewardscope.report", "print a readable summary of a recorded run directory"),
+    ("report", "rewardscope.htmlreport.cli", "write a self-contained HTML report with charts of one or several runs"),
     ("rules", "rewardscope.alerting.cli", "compile the alert definitions to Prometheus rule files"),
     ("dashboards", "rewardscope.dashboards.cli", "generate the Grafana dashboards (or --check them)"),
     ("reference", "rewardscope.metrics.reference", "regenerate the README's metric reference (or --check it)"),

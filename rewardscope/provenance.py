@@ -57,11 +57,12 @@ def package_versions(names: Sequence[str] = PACKAGES) -> dict[str, str | None]:
 def git_state(directory: str | os.PathLike = ".") -> dict[str, Any] | None:
     """{"commit", "dirty"} of the git checkout holding ``directory``; None outside one or without git."""
     try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5)
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=5,
+                                check=False)
         if commit.returncode != 0:
             return None
         status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=directory, capture_output=True,
-                                text=True, timeout=5)
+                                text=True, timeout=5, check=False)
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit.stdout.strip(), "dirty": bool(status.stdout.strip()) if status.returncode == 0 else None}
@@ -85,7 +86,7 @@ def hardware() -> dict[str, Any]:
         try:
             if torch.cuda.is_available():
                 gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        except Exception:  # a broken CUDA set-up must not stop the run from starting
+        except Exception:  # noqa: BLE001 - a broken CUDA set-up must not stop the run from starting
             gpus = []
     return {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "gpus": gpus, "gpu_count": len(gpus),
             "platform": platform.platform(), "python": platform.python_version()}

@@ -88,7 +88,7 @@ class EvidenceWriter:
         self.skipped = 0
         self.dropped_texts = 0
         self._warned: set[str] = set()
-        kept = _keep_lines(self.path, resume_after_step)
+        kept = keep_records(self.path, resume_after_step)
         self.lines = len(kept)
         self._per_alert: dict[tuple, int] = {}
         for record in kept:
@@ -123,7 +123,7 @@ class EvidenceWriter:
         prompts = self._texts(prompts, n, "prompts")
         completions = self._texts(completions, n, "completions")
         total = np.nansum(rewards * self.weights[:, None], axis=0)
-        lines = []
+        lines: list[str] = []
         for event in firing:
             key = _alert_key(event.alertname, event.labels)
             if self.lines + len(lines) >= self.max_per_run or self._per_alert.get(key, 0) >= self.max_per_alert:
@@ -177,7 +177,7 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _keep_lines(path: Path, resume_after_step: int | None) -> list[dict]:
+def keep_records(path: Path, resume_after_step: int | None) -> list[dict]:
     """The whole records of an existing file; rewrites it without a torn tail or steps after ``resume_after_step``."""
     if not path.exists():
         return []
