@@ -79,6 +79,7 @@ def summarize(run_dir: str | Path, window: int = DEFAULT_WINDOW) -> dict[str, An
     ``window`` is the number of steps in the first and last windows (halved, down to 1, for
     runs shorter than two windows). Raises RunStoreError when ``run_dir`` is not a run directory.
     """
+    from .exporter.evidence import evidence_index
     from .exporter.runstore import read_alerts, read_manifest, read_steps, read_summary
 
     if window < 1:
@@ -141,6 +142,7 @@ def summarize(run_dir: str | Path, window: int = DEFAULT_WINDOW) -> dict[str, An
         "skipped_steps": None if closing is None else closing.get("skipped_steps", {}),
         "sink_errors": None if closing is None else closing.get("sink_errors", {}),
         "alerts": _alerts(read_alerts(run_dir)),
+        "evidence": evidence_index(run_dir),
     }
 
 
@@ -239,6 +241,8 @@ def render(summary: dict[str, Any]) -> str:
         for event in alerts["firing_at_end"]:
             labels = ",".join(f"{k}={v}" for k, v in sorted(event["labels"].items()) if k != "run_id")
             lines.append(f"    still firing: {event['alertname']} ({event['severity']}) {{{labels}}} since step {event['since_step']}")
+    for item in summary.get("evidence", []):
+        lines.append(f"    evidence: {item['alertname']} at step {item['step']}: {item['samples']} completions in {item['file']}:{item['line']}")
     return "\n".join(lines)
 
 

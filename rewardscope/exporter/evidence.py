@@ -215,3 +215,10 @@ def read_evidence(run_dir: str | os.PathLike) -> list[dict]:
             if isinstance(record, dict) and "alertname" in record and "step" in record:
                 records.append({**record, "line": number})
     return records
+
+
+def evidence_index(run_dir: str | os.PathLike) -> list[dict]:
+    """Where each alert's evidence is: {"file", "line", "alertname", "step", "samples"} per record (for ``rewardscope summary``)."""
+    path = Path(run_dir) / EVIDENCE_FILE
+    return [{"file": str(path), "line": r["line"], "alertname": r["alertname"], "step": r["step"],
+             "samples": len(r.get("samples") or [])} for r in read_evidence(run_dir)]

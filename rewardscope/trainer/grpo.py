@@ -50,6 +50,7 @@ from rewardscope.trainer.generation import (
 )
 from rewardscope.trainer.models import apply_lora, eos_token_ids, load_model_and_tokenizer
 from rewardscope.trainer.objective import group_advantages, grpo_token_loss, loss_weights
+from rewardscope.trainer.probes import trainer_probes
 from rewardscope.trainer.rewards import RewardFunction, is_correct, resolve_reward_functions
 
 log = logging.getLogger("rewardscope.trainer")
@@ -156,6 +157,7 @@ def _mirror_sinks(config: TrainConfig) -> list[Any]:
 
 def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resume_after_step: int | None) -> Any:
     from rewardscope import RewardFunctionSpec, RewardMonitor
+    from rewardscope.provenance import collect_provenance
 
     specs = [RewardFunctionSpec(f.name, f.weight, f.min_value, f.max_value) for f in functions]
     kwargs = dict(
@@ -172,6 +174,7 @@ def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resu
         max_completion_length=config.max_generation_steps,
         on_bad_input="raise",
         resume_after_step=resume_after_step,
+        provenance=collect_provenance({k: v for k, v in config.to_dict().items() if k != "resume"}),
     )
     try:
         return RewardMonitor(config.run_name, specs, alerts=config.enable_alerts, **kwargs)
@@ -455,6 +458,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
     monitor = _make_monitor(config, trainer.functions, resume_after_step=start_step if resume_state else None)
     result.run_directory = monitor.run_directory
     result.prometheus_port = monitor.prometheus_port
+    probes = trainer_probes(trainer, monitor.run_directory, start_step if resume_state else None)
     progress = _progress_bar(config, start_step)
     # The state at the start of the next step: what a checkpoint of the last completed
     # step must hold, even when an interrupt lands in the middle of a step.
@@ -497,7 +501,12 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
                     learning_rate=figures["learning_rate"],
                     eval_accuracy=eval_accuracy,
                     tokens=tokens,
+                    prompts=prompts,
+                    completions=texts,
                 )
+                if probes is not None:
+                    probe_problems = trainer.eval_problems[: config.probe_count]
+                    probes.record_if_due(step, lambda _: trainer.rollout(probe_problems, 1, greedy=True)[1])
                 finished = time.perf_counter()
                 monitor_seconds = finished - monitor_started
                 step_seconds = finished - started

@@ -31,7 +31,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 log = logging.getLogger("rewardscope")
 
@@ -66,6 +66,13 @@ class ProbeRecorder:
             return False
         return not self._seen_first or step % self.every == 0 or step == self.total_steps
 
+    def record_if_due(self, step: int, answer: Callable[[list[str]], Sequence[str]]) -> bool:
+        """Write ``answer(prompts)`` for ``step`` when it is due; return whether it was."""
+        if not self.due(step):
+            return False
+        self.write(step, answer(self.prompts))
+        return True
+
     def write(self, step: int, answers: Sequence[str]) -> None:
         if len(answers) != len(self.prompts):
             raise ValueError(f"{len(answers)} answers for {len(self.prompts)} probe prompts")
@@ -75,6 +82,17 @@ class ProbeRecorder:
             f.write(json.dumps(record) + "\n")
         self.records += 1
         self._seen_first = True
+
+
+def trainer_probes(trainer: Any, run_dir: str | os.PathLike | None, resume_after_step: int | None) -> ProbeRecorder | None:
+    """The recorder of our GRPOTrainer: the first ``--probe-count`` eval problems every ``--probe-every`` steps
+    (None when probing is off, the run has no run directory or no eval split)."""
+    config = trainer.config
+    problems = trainer.eval_problems[: config.probe_count]
+    if not config.probe_every or run_dir is None or not problems:
+        return None
+    return ProbeRecorder(run_dir, [p.question for p in problems], config.probe_every, total_steps=config.num_steps,
+                         expected=[p.answer for p in problems], resume_after_step=resume_after_step)
 
 
 def read_probes(run_dir: str | os.PathLike) -> list[dict]:
