@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from bokeh.models import ColumnDataSource, HoverTool, LinearColorMapper, Range1d
+from bokeh.models import ColorBar, ColumnDataSource, HoverTool, LogColorMapper, Range1d
 from bokeh.models.renderers import GlyphRenderer
 from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
@@ -32,6 +32,8 @@ from .downsample import DEFAULT_BUCKETS, envelope, minmax_indices
 from .runs import RunData
 
 SEVERITY_COLOURS = {"critical": "#d62728", "warning": "#ff7f0e"}
+# Series colours leave out Category10's orange and red: those mean alerts here.
+LINE_COLOURS = tuple(c for c in Category10_10 if c not in SEVERITY_COLOURS.values())
 DASHES = ("solid", "dashed", "dotted", "dotdash", "dashdot")
 TOOLS = "xpan,xwheel_zoom,box_zoom,reset,save"
 
@@ -143,15 +145,15 @@ def _draw_chart(chart: Chart, runs: list[RunData], x_range: Range1d, strips: lis
         for i, (name, label) in enumerate(chart.lines):
             y = run.column(name)
             if y is not None:
-                colour = Category10_10[(r if several else i) % 10]
+                colour = LINE_COLOURS[(r if several else i) % len(LINE_COLOURS)]
                 renderers.append(_add_line(fig, x, y, _label(run, several, label), colour, "solid", buckets))
         if chart.band is not None and chart.lines:
             low, high = run.column(chart.band[0]), run.column(chart.band[1])
             if low is not None and high is not None:
-                _add_band(fig, x, low, high, Category10_10[r % 10], _label(run, several, "min-max"), buckets)
+                _add_band(fig, x, low, high, LINE_COLOURS[r % len(LINE_COLOURS)], _label(run, several, "min-max"), buckets)
         offset = len(chart.lines)
         for f, fn in enumerate(run.reward_functions):
-            colour = Category10_10[(offset + f) % 10]
+            colour = LINE_COLOURS[(offset + f) % len(LINE_COLOURS)]
             for m, (name, label) in enumerate(chart.per_function):
                 y = run.column(name, fn)
                 if y is None:
@@ -174,6 +176,8 @@ def _draw_chart(chart: Chart, runs: list[RunData], x_range: Range1d, strips: lis
     fig.legend.click_policy = "hide"
     fig.legend.label_text_font_size = "9pt"
     fig.legend.background_fill_alpha = 0.6
+    if len(fig.legend[0].items) > 3:  # a long legend inside the plot would hide the lines
+        fig.add_layout(fig.legend[0], "right")
     return fig
 
 
@@ -184,12 +188,16 @@ def _distribution_figures(runs: list[RunData], x_range: Range1d, strips: list[Co
         for grid in run.distributions:
             if not np.isfinite(grid.shares).any():
                 continue
-            mapper = LinearColorMapper(palette=Viridis256, low=0.0, high=float(np.nanmax(grid.shares)), nan_color=(0, 0, 0, 0))
+            # Log colours: rewards are often discrete, and a linear scale shows only the most common value.
+            shares = np.where(grid.shares > 0, grid.shares, np.nan).astype(np.float32)
+            mapper = LogColorMapper(palette=Viridis256, low=max(float(np.nanmin(shares)), 1e-4), high=float(np.nanmax(shares)),
+                                    nan_color=(0, 0, 0, 0))
             x0, x1 = float(grid.step_edges[0]), float(grid.step_edges[-1])
             y0, y1 = float(grid.value_edges[0]), float(grid.value_edges[-1])
             fig = _new_figure(f"Reward distribution over time: {_label(run, several, grid.reward_fn)}", x_range, "reward",
                               y_range=Range1d(start=y0, end=y1))
-            fig.image(image=[grid.shares], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0, color_mapper=mapper)  # type: ignore[call-arg]
+            fig.image(image=[shares], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0, color_mapper=mapper)  # type: ignore[call-arg]
+            fig.add_layout(ColorBar(color_mapper=mapper, width=8, title="share"), "right")
             if source is not None:
                 fig.vstrip(x0="x0", x1="x1", source=source, fill_color="colour", fill_alpha=0.0, line_color="colour",
                            line_alpha=0.9, line_width=1.5)

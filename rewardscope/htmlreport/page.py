@@ -158,12 +158,12 @@ def _alerts_section(run: RunData) -> str:
 def _probe_section(run: RunData) -> str:
     if not run.probes:
         return ""
-    chosen: dict[int, str] = {run.probes[0]["step"]: "first"}
+    chosen: dict[int, list[str]] = {run.probes[0]["step"]: ["first"]}
     for period in run.alert_periods:
         before = [r for r in run.probes if r["step"] <= period.start]
         if before:
-            chosen.setdefault(before[-1]["step"], f"before {period.alertname} (step {period.start})")
-    chosen.setdefault(run.probes[-1]["step"], "last")
+            chosen.setdefault(before[-1]["step"], []).append(f"before {period.alertname} (step {period.start})")
+    chosen.setdefault(run.probes[-1]["step"], []).append("last")
     by_step = {r["step"]: r for r in run.probes}
     prompts = [a.get("prompt") for a in run.probes[0]["answers"]]
     parts = [f"<h3>{e(run.run_id)}: {len(run.probes)} probed steps</h3>"]
@@ -172,7 +172,7 @@ def _probe_section(run: RunData) -> str:
         for step, label in sorted(chosen.items()):
             answers = by_step[step]["answers"]
             answer = answers[index] if index < len(answers) else {}
-            rows.append(f"<tr><td>{step}</td><td>{e(label)}</td><td class='text'>{e(answer.get('answer'))}</td></tr>")
+            rows.append(f"<tr><td>{step}</td><td>{e('; '.join(dict.fromkeys(label)))}</td><td class='text'>{e(answer.get('answer'))}</td></tr>")
         expected = run.probes[0]["answers"][index].get("expected")
         parts.append(f"<p><b>Probe {index + 1}:</b> <code>{e(prompt)}</code>"
                      + (f" (expected <code>{e(expected)}</code>)" if expected is not None else "")
