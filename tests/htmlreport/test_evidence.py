@@ -113,3 +113,14 @@ def test_monitor_keeps_evidence_of_a_firing_alert_and_summary_names_the_line(tmp
     text = render(summarize(tmp_path / "ev"))
     assert f"evidence: GRPOKLTooHigh at step 2: 4 completions in {tmp_path / 'ev' / 'evidence.jsonl'}:1" in text
     assert json.loads((tmp_path / "ev" / "evidence.jsonl").read_text().splitlines()[0])["labels"]["run_id"] == "ev"
+
+
+def test_a_failing_evidence_write_is_counted_and_training_goes_on(tmp_path):
+    from rewardscope.alerting.engine import AlertEngine
+
+    engine = AlertEngine.default({"alerts": {"kl_too_high": {"threshold": 0.5, "for_steps": 1}}})
+    with RewardMonitor("broken", ["r"], group_size=2, run_dir=tmp_path, alerts=engine) as monitor:
+        (tmp_path / "broken" / "evidence.jsonl").mkdir()  # appending to it now fails with an OSError
+        assert monitor.record_step(1, {"r": np.array([0.0, 1.0])}, kl=0.9, completions=["a", "b"]) is not None
+        assert monitor.record_step(2, {"r": np.array([0.0, 1.0])}, kl=0.1) is not None
+        assert monitor.summary()["sink_errors"] == {"evidence": 1}

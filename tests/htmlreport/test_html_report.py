@@ -148,3 +148,26 @@ def test_manifest_that_is_not_json_is_a_clear_error(tmp_path):
     with pytest.raises(ReportInputError, match="is not valid JSON"):
         load_run(tmp_path / "bad")
     assert json.loads('{"ok": 1}')  # the message above comes from the run store's reader
+
+
+def test_columns_match_the_run_store_reader(hacking_run):
+    from rewardscope.exporter.runstore import read_steps
+
+    run = load_run(hacking_run)
+    rows = list(read_steps(hacking_run))
+    assert run.steps.tolist() == [int(r["grpo_step"]) for r in rows]
+    for name, values in run.columns.items():
+        expected = np.array([r.get(name, np.nan) for r in rows], dtype=float)
+        np.testing.assert_array_equal(values, expected, err_msg=name)
+
+
+def test_a_corrupt_middle_line_is_a_clear_error(hacking_run, tmp_path):
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(hacking_run, broken)
+    lines = (broken / "steps.jsonl").read_text().splitlines(keepends=True)
+    lines[10] = "garbage\n"
+    (broken / "steps.jsonl").write_text("".join(lines))
+    with pytest.raises(ReportInputError, match=r"steps.jsonl:11 is not a step line"):
+        load_run(broken)
