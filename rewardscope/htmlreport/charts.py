@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from bokeh.models import ColorBar, ColumnDataSource, HoverTool, LogColorMapper, Range1d
-from bokeh.models.renderers import GlyphRenderer
+from bokeh.models import ColumnDataSource, HoverTool, LogColorMapper, Range1d
+from bokeh.models.annotations import ColorBar
+from bokeh.models.renderers import DataRenderer, GlyphRenderer
 from bokeh.palettes import Category10_10, Viridis256
 from bokeh.plotting import figure
 
@@ -164,7 +165,7 @@ def _draw_chart(chart: Chart, runs: list[RunData], x_range: Range1d, strips: lis
                 mean, std = run.column("grpo_reward_fn_mean", fn), run.column("grpo_reward_fn_std", fn)
                 if mean is not None and std is not None:
                     _add_band(fig, x, mean - std, mean + std, colour, _label(run, several, fn, "+-std"), buckets)
-    drawn = [r for r in renderers if r is not None]
+    drawn: list[DataRenderer] = [r for r in renderers if r is not None]
     if not drawn:
         return None
     for run, source in zip(runs, strips):

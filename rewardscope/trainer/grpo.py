@@ -505,8 +505,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
                     completions=texts,
                 )
                 if probes is not None:
-                    probe_problems = trainer.eval_problems[: config.probe_count]
-                    probes.record_if_due(step, lambda _: trainer.rollout(probe_problems, 1, greedy=True)[1])
+                    probes.record_if_due(step, lambda _: trainer.rollout(trainer.eval_problems[: config.probe_count], 1,
+                                                                         greedy=True)[1])
                 finished = time.perf_counter()
                 monitor_seconds = finished - monitor_started
                 step_seconds = finished - started
