@@ -51,7 +51,7 @@ STATE_FILE = "trainer_state.json"
 OPTIMIZER_FILE = "optimizer.pt"
 RNG_FILE = "rng.safetensors"
 WEIGHTS_FILE = "trainable.safetensors"
-LEGACY_STATE_FILE = "trainer_state.pt"  # before 0.2: a full pickle, refused
+LEGACY_STATE_FILE = "trainer_state.pt"  # the earlier format, a full pickle: refused
 FORMAT = "rewardscope-checkpoint"
 FORMAT_VERSION = 2
 
