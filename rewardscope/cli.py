@@ -20,7 +20,8 @@ import difflib
 import importlib
 import logging
 import sys
-from typing import Any, NoReturn, Sequence
+from collections.abc import Sequence
+from typing import Any, NoReturn
 
 from rewardscope import __version__
 

@@ -23,8 +23,16 @@ import time
 from pathlib import Path
 
 from ..exporter.prometheus import DEFAULT_HOST, DEFAULT_PORT
-from .scenarios import (DEFAULT_GROUP_SIZE, DEFAULT_MAX_COMPLETION_LENGTH, DEFAULT_PROMPTS, REWARD_FUNCTIONS, SCENARIOS,
-                        Scenario, iter_plan, plan_run)
+from .scenarios import (
+    DEFAULT_GROUP_SIZE,
+    DEFAULT_MAX_COMPLETION_LENGTH,
+    DEFAULT_PROMPTS,
+    REWARD_FUNCTIONS,
+    SCENARIOS,
+    Scenario,
+    iter_plan,
+    plan_run,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -119,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         monitor = RewardMonitor(run_id, REWARD_FUNCTIONS, group_size=plan.group_size, run_dir=args.run_dir,
                                 prometheus_port=None if args.no_serve else args.port, prometheus_host=args.host,
-                                alerts=True if args.alerts else False, log_distributions=args.log_distributions,
+                                alerts=bool(args.alerts), log_distributions=args.log_distributions,
                                 run_info={"model": "simulated", "trainer": "rewardscope-simulate"}, config=config,
                                 max_completion_length=plan.max_completion_length, extra_sinks=[printer])
     except ImportError as error:

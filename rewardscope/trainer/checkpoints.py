@@ -82,9 +82,9 @@ def list_checkpoints(directory: str | Path) -> list[Path]:
 def find_checkpoint(resume: str, checkpoint_dir: str | Path | None) -> Path:
     """The checkpoint ``--resume`` names: a checkpoint directory, a directory of
     checkpoints (the latest is taken) or ``latest`` (the latest in ``checkpoint_dir``)."""
-    base = Path(checkpoint_dir) if resume == "latest" else Path(resume)
     if resume == "latest" and checkpoint_dir is None:
         raise CheckpointError("--resume without a path needs --checkpoint-dir or --run-name")
+    base = Path(checkpoint_dir) if resume == "latest" and checkpoint_dir is not None else Path(resume)
     if (base / STATE_FILE).is_file() or (base / LEGACY_STATE_FILE).is_file():
         return base
     found = list_checkpoints(base)

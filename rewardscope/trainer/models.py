@@ -27,8 +27,8 @@ from typing import Any
 import torch
 
 from rewardscope.trainer.config import TINY_MODEL_ID
-from rewardscope.trainer.errors import ModelLoadError
 from rewardscope.trainer.data import SYSTEM_PROMPT, chat_messages, corpus_texts, generate_problems
+from rewardscope.trainer.errors import ModelLoadError
 from rewardscope.trainer.rewards import FORMAT_TAGS
 
 # Bump when the build code changes in a way the settings below do not capture.

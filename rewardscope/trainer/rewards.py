@@ -36,9 +36,10 @@ import math
 import os
 import re
 import sys
-from types import ModuleType
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from types import ModuleType
+from typing import Any
 
 from rewardscope.trainer.errors import RewardSpecError
 

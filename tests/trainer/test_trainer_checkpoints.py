@@ -15,8 +15,15 @@ import pytest
 import torch
 
 from rewardscope.trainer import TrainConfig, train
-from rewardscope.trainer.checkpoints import (LEGACY_STATE_FILE, OPTIMIZER_FILE, RNG_FILE, STATE_FILE, WEIGHTS_FILE,
-                                             find_checkpoint, read_trainer_state)
+from rewardscope.trainer.checkpoints import (
+    LEGACY_STATE_FILE,
+    OPTIMIZER_FILE,
+    RNG_FILE,
+    STATE_FILE,
+    WEIGHTS_FILE,
+    find_checkpoint,
+    read_trainer_state,
+)
 from rewardscope.trainer.cli import add_arguments, run
 from rewardscope.trainer.errors import CheckpointError
 
@@ -36,10 +43,10 @@ class MarkerPayload:
 def saved(tmp_path_factory, tiny_cache) -> tuple[dict, Path]:
     """Settings of a one-step run and the checkpoint it saved."""
     root = tmp_path_factory.mktemp("saved")
-    settings = dict(model_id="tiny", cache_dir=str(tiny_cache), device="cpu", threads=1, num_steps=1, batch_size=2,
-                    num_generations=4, max_generation_steps=16, num_problems=100, eval_every=0, save_interval=1,
-                    checkpoint_dir=str(root / "checkpoints"), run_name="saved", prometheus=False, enable_alerts=False,
-                    progress=False, monitoring_dir=str(root / "monitoring"))
+    settings = {"model_id": "tiny", "cache_dir": str(tiny_cache), "device": "cpu", "threads": 1, "num_steps": 1,
+                "batch_size": 2, "num_generations": 4, "max_generation_steps": 16, "num_problems": 100, "eval_every": 0,
+                "save_interval": 1, "checkpoint_dir": str(root / "checkpoints"), "run_name": "saved", "prometheus": False,
+                "enable_alerts": False, "progress": False, "monitoring_dir": str(root / "monitoring")}
     result = train(TrainConfig(**settings))
     assert result.last_checkpoint is not None
     return settings, result.last_checkpoint
