@@ -199,18 +199,19 @@ _PORT_HINT = "(--prometheus-port 0 picks a free port; --no-prometheus turns it o
 def check_metrics_port(config: TrainConfig) -> None:
     """Fail fast, before the model loads, when /metrics cannot bind its port.
 
-    Binds and closes a socket as the /metrics server will (IPv4, SO_REUSEADDR); port 0
-    always binds. The server binds again later, so a port taken in between still fails there.
+    Binds and closes a socket as the /metrics server will (SO_REUSEADDR); port 0 always
+    binds. The server binds again later, so a port taken in between still fails there.
     """
     if not config.prometheus or not config.prometheus_port:
         return
     host, port = config.prometheus_host, config.prometheus_port
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
-        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            probe.bind((host, port))
-        except OSError as exc:
-            raise ConfigError(f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc} {_PORT_HINT}") from None
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror (an unknown host) included
+        raise ConfigError(f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc} {_PORT_HINT}") from None
 
 
 def alerts_still_firing(monitor: Any) -> list[str]:
