@@ -31,9 +31,10 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 PACKAGES = ("rewardscope", "torch", "transformers", "peft", "trl")
 
@@ -86,7 +87,7 @@ def hardware() -> dict[str, Any]:
         try:
             if torch.cuda.is_available():
                 gpus = [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
-        except Exception:  # noqa: BLE001 - a broken CUDA set-up must not stop the run from starting
+        except Exception:
             gpus = []
     return {"cpu": _cpu_model(), "cpu_count": os.cpu_count(), "gpus": gpus, "gpu_count": len(gpus),
             "platform": platform.platform(), "python": platform.python_version()}

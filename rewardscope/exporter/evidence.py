@@ -1,7 +1,8 @@
 """Evidence for alerts: the completions of the step at which an alert fired.
 
-When an alert fires in-process, ``EvidenceWriter.write`` appends one line to
-``<run_dir>/evidence.jsonl`` per firing event, holding a bounded sample of that step's
+When an alert fires in-process, the evidence sink (``EvidenceSink``, one of the monitor's
+sinks when it has a run directory) appends one line to ``<run_dir>/evidence.jsonl`` per
+firing event of the step's StepRecord, holding a bounded sample of that step's
 completions: the ones with the highest and lowest advantage (the combined reward when the
 trainer passed no advantages) and, for a per-function alert (``labels["reward_fn"]``), the
 highest and lowest rewards of that function. Each sample keeps the prompt, the completion
@@ -11,7 +12,9 @@ Bounds: ``per_side`` samples from each end (so at most ``4 * per_side`` per even
 to ``max_chars`` characters, at most ``max_per_alert`` evidence lines for one alert instance
 (alert name plus labels) and ``max_per_run`` lines in the file. Events beyond a cap are
 counted in ``skipped`` and logged once. Texts whose count does not match the batch are
-dropped (counted in ``dropped_texts``, logged once): the rewards are still kept.
+dropped (counted in ``dropped_texts``, logged once): the rewards are still kept. A failing
+write is the fan-out's business: counted in ``rewardscope_sink_errors_total{sink="evidence"}``,
+training goes on.
 
 A run resumed from a checkpoint drops the lines of the steps after it (the run store drops
 those steps too), so a step's evidence is never duplicated.
@@ -20,9 +23,9 @@ Usage::
 
     import numpy as np
     from rewardscope.alerting.events import AlertEvent, AlertState
-    from rewardscope.exporter.evidence import EvidenceWriter, read_evidence
+    from rewardscope.exporter.evidence import EvidenceSink, read_evidence
 
-    writer = EvidenceWriter("/tmp/run", ["correct"], [1.0])
+    writer = EvidenceSink("/tmp/run", ["correct"], [1.0])
     event = AlertEvent("GRPOWeakRewardSignal", AlertState.FIRING, "warning", 7, 0.0)
     writer.write(7, [event], np.array([[0.0, 1.0, 1.0, 0.0]]), completions=["a", "b", "c", "d"])
     read_evidence("/tmp/run")[0]["samples"][0]["completion"]       # 'b'
@@ -34,12 +37,15 @@ import json
 import logging
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import numpy as np
 
 from ..alerting.events import AlertEvent, AlertState
+from .base import Sink
+from .record import StepRecord
 
 log = logging.getLogger("rewardscope")
 
@@ -70,8 +76,10 @@ def _extremes(key: np.ndarray, count: int) -> tuple[list[int], list[int]]:
     return high, low
 
 
-class EvidenceWriter:
+class EvidenceSink(Sink):
     """Appends the bounded evidence of each firing alert to ``<run_dir>/evidence.jsonl``."""
+
+    name = "evidence"
 
     def __init__(self, run_dir: str | os.PathLike, reward_functions: Sequence[str], weights: Sequence[float], *,
                  per_side: int = 2, max_chars: int = 2000, max_per_alert: int = 5, max_per_run: int = 200,
@@ -108,6 +116,11 @@ class EvidenceWriter:
             self._warn_once(what, "rewardscope evidence: %s are not %d strings (one per sample); kept the rewards only", what, size)
             return None
         return texts
+
+    def write_step(self, record: StepRecord) -> None:
+        if record.events and record.batch_rewards is not None:
+            self.write(record.step, record.events, record.batch_rewards, advantages=record.advantages,
+                       completion_lengths=record.completion_lengths, prompts=record.prompts, completions=record.completions)
 
     def write(self, step: int, events: Sequence[AlertEvent], rewards: np.ndarray, *, advantages: Any = None,
               completion_lengths: Any = None, prompts: Sequence[str] | None = None,

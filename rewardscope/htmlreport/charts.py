@@ -197,7 +197,7 @@ def _distribution_figures(runs: list[RunData], x_range: Range1d, strips: list[Co
             y0, y1 = float(grid.value_edges[0]), float(grid.value_edges[-1])
             fig = _new_figure(f"Reward distribution over time: {_label(run, several, grid.reward_fn)}", x_range, "reward",
                               y_range=Range1d(start=y0, end=y1))
-            fig.image(image=[shares], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0, color_mapper=mapper)  # type: ignore[call-arg]
+            fig.image(image=[shares], x=x0, y=y0, dw=x1 - x0, dh=y1 - y0, color_mapper=mapper)
             fig.add_layout(ColorBar(color_mapper=mapper, width=8, title="share"), "right")
             if source is not None:
                 fig.vstrip(x0="x0", x1="x1", source=source, fill_color="colour", fill_alpha=0.0, line_color="colour",

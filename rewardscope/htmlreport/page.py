@@ -20,15 +20,16 @@ from __future__ import annotations
 import html
 import os
 import time
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 from bokeh.document import Document
 from bokeh.embed import components
 from bokeh.resources import Resources
 
-from .. import __version__
+from .._version import __version__
 from .charts import build_sections
 from .downsample import DEFAULT_BUCKETS
 from .runs import AlertPeriod, RunData, load_run

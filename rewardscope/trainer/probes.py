@@ -30,8 +30,9 @@ import json
 import logging
 import math
 import os
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 log = logging.getLogger("rewardscope")
 

@@ -9,7 +9,7 @@ import pytest
 
 from rewardscope import RewardFunctionSpec, RewardMonitor
 from rewardscope.alerting.events import AlertEvent, AlertState
-from rewardscope.exporter.evidence import EvidenceWriter, evidence_index, read_evidence
+from rewardscope.exporter.evidence import EvidenceSink, evidence_index, read_evidence
 from rewardscope.report import render, summarize
 
 NAMES = ["format", "correct"]
@@ -28,7 +28,7 @@ def batch() -> tuple[np.ndarray, np.ndarray, list[str], list[str]]:
 
 def test_run_level_alert_keeps_the_highest_and_lowest_advantage(tmp_path):
     rewards, advantages, prompts, completions = batch()
-    writer = EvidenceWriter(tmp_path, NAMES, [1.0, 2.0], per_side=2)
+    writer = EvidenceSink(tmp_path, NAMES, [1.0, 2.0], per_side=2)
     assert writer.write(5, [event()], rewards, advantages=advantages, completion_lengths=[10, 20, 30, 40, 50, 60],
                         prompts=prompts, completions=completions) == 1
     (record,) = read_evidence(tmp_path)
@@ -43,7 +43,7 @@ def test_run_level_alert_keeps_the_highest_and_lowest_advantage(tmp_path):
 
 def test_function_alert_adds_the_extremes_of_that_function(tmp_path):
     rewards, advantages, prompts, completions = batch()
-    writer = EvidenceWriter(tmp_path, NAMES, [1.0, 1.0], per_side=1)
+    writer = EvidenceSink(tmp_path, NAMES, [1.0, 1.0], per_side=1)
     writer.write(5, [event("GRPORewardFunctionFalling", reward_fn="correct")], rewards, advantages=advantages,
                  prompts=prompts, completions=completions)
     chosen = [(s["reason"], s["index"]) for s in read_evidence(tmp_path)[0]["samples"]]
@@ -52,7 +52,7 @@ def test_function_alert_adds_the_extremes_of_that_function(tmp_path):
 
 def test_without_advantages_the_combined_reward_ranks_and_resolved_events_keep_nothing(tmp_path):
     rewards, _, _, _ = batch()
-    writer = EvidenceWriter(tmp_path, NAMES, [1.0, 1.0], per_side=1)
+    writer = EvidenceSink(tmp_path, NAMES, [1.0, 1.0], per_side=1)
     assert writer.write(5, [event(state=AlertState.RESOLVED)], rewards) == 0
     writer.write(6, [event(step=6)], rewards)
     samples = read_evidence(tmp_path)[0]["samples"]
@@ -62,7 +62,7 @@ def test_without_advantages_the_combined_reward_ranks_and_resolved_events_keep_n
 
 def test_caps_per_alert_and_per_run_and_text_length(tmp_path):
     rewards, advantages, prompts, completions = batch()
-    writer = EvidenceWriter(tmp_path, NAMES, [1.0, 1.0], max_per_alert=2, max_per_run=3, max_chars=4)
+    writer = EvidenceSink(tmp_path, NAMES, [1.0, 1.0], max_per_alert=2, max_per_run=3, max_chars=4)
     for step in range(1, 5):
         writer.write(step, [event(step=step)], rewards, advantages=advantages, prompts=prompts, completions=completions)
     assert [r["step"] for r in read_evidence(tmp_path)] == [1, 2]
@@ -75,7 +75,7 @@ def test_caps_per_alert_and_per_run_and_text_length(tmp_path):
 
 def test_texts_that_do_not_match_the_batch_are_dropped_and_counted(tmp_path, caplog):
     rewards, advantages, prompts, _ = batch()
-    writer = EvidenceWriter(tmp_path, NAMES, [1.0, 1.0])
+    writer = EvidenceSink(tmp_path, NAMES, [1.0, 1.0])
     writer.write(5, [event()], rewards, advantages=advantages, prompts=prompts, completions=["only one"])
     sample = read_evidence(tmp_path)[0]["samples"][0]
     assert sample["completion"] is None and sample["prompt"] == "prompt 5" and sample["rewards"]["format"] == 0.5
@@ -84,12 +84,12 @@ def test_texts_that_do_not_match_the_batch_are_dropped_and_counted(tmp_path, cap
 
 def test_resume_drops_later_lines_and_a_torn_tail(tmp_path):
     rewards, advantages, _, _ = batch()
-    writer = EvidenceWriter(tmp_path, NAMES, [1.0, 1.0], max_per_alert=10)
+    writer = EvidenceSink(tmp_path, NAMES, [1.0, 1.0], max_per_alert=10)
     for step in (3, 6, 9):
         writer.write(step, [event(step=step)], rewards, advantages=advantages)
     path = tmp_path / "evidence.jsonl"
     path.write_text(path.read_text() + '{"step": 12, "alertn')  # a writer killed mid-line
-    reopened = EvidenceWriter(tmp_path, NAMES, [1.0, 1.0], max_per_alert=10, resume_after_step=6)
+    reopened = EvidenceSink(tmp_path, NAMES, [1.0, 1.0], max_per_alert=10, resume_after_step=6)
     assert [r["step"] for r in read_evidence(tmp_path)] == [3, 6] and reopened.lines == 2
     assert path.read_text().endswith("\n")
 
@@ -104,8 +104,8 @@ def test_monitor_keeps_evidence_of_a_firing_alert_and_summary_names_the_line(tmp
         texts = [f"<answer>{i}</answer>" for i in range(6)]
         monitor.record_step(1, rewards, kl=0.1, completions=texts, prompts=["p"] * 6)
         monitor.record_step(2, rewards, kl=0.9, completions=texts, prompts=["p"] * 6, advantages=np.arange(6.0))
-        monitor.record_step(3, rewards, kl=0.9, completions=texts[:2])  # a bad text list does not cost the step
-        assert monitor.last_step == 3
+        assert monitor.record_step(3, rewards, kl=0.9, completions=texts[:2]) is None  # a bad input: skipped, counted
+        assert monitor.summary()["skipped_steps"] == {"length_mismatch": 1}
     (record,) = read_evidence(tmp_path / "ev")
     assert record["alertname"] == "GRPOKLTooHigh" and record["step"] == 2
     assert record["samples"][0]["completion"] == "<answer>5</answer>" and record["samples"][0]["advantage"] == 5.0

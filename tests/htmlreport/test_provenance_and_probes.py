@@ -44,7 +44,7 @@ def test_monitor_records_provenance_then_each_resume(tmp_path):
 def test_record_provenance_needs_a_run_directory(tmp_path):
     from rewardscope.exporter.runstore import RunStoreError
 
-    with pytest.raises(RunStoreError, match="no manifest.json"):
+    with pytest.raises(RunStoreError, match=r"no manifest\.json"):
         record_provenance(tmp_path, {"config_hash": "x"}, None)
 
 
