@@ -10,6 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+pytest.importorskip("bokeh", reason="the report needs Bokeh (rewardscope[report])")
+
 from bokeh.models import ColumnDataSource
 
 from rewardscope.htmlreport.charts import build_sections

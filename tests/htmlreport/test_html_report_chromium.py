@@ -11,6 +11,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
+pytest.importorskip("bokeh", reason="the report needs Bokeh (rewardscope[report])")
+
 from report_chromium import inspect_page, png_is_blank
 
 from rewardscope.htmlreport.page import write_report
@@ -52,6 +55,7 @@ def test_two_runs_overlaid_in_chromium(hacking_run, healthy_run, tmp_path):
 def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A real GRPO run of the tiny model (8 steps) with probes, distributions, and an alert that fires: the default
     pack with the KL threshold lowered so that the KL of any update crosses it."""
+    pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train])")
     from rewardscope.alerting.engine import AlertEngine
     from rewardscope.trainer import TrainConfig, train
     from rewardscope.trainer.models import ensure_tiny_model
