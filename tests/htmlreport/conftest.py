@@ -35,3 +35,12 @@ def hacking_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def healthy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """120 healthy steps, no distributions, no completion texts."""
     return record_simulated_run(tmp_path_factory.mktemp("runs"), "healthy", "healthy", 120, distributions=False, texts=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny model, built once per session in a temp cache (as tests/trainer does)."""
+    pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train])")
+    from rewardscope.trainer.models import ensure_tiny_model
+
+    return ensure_tiny_model(tmp_path_factory.mktemp("rewardscope-cache"))

@@ -52,21 +52,18 @@ def test_two_runs_overlaid_in_chromium(hacking_run, healthy_run, tmp_path):
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def trained_run(tmp_path_factory: pytest.TempPathFactory, tiny_model: Path) -> Path:
     """A real GRPO run of the tiny model (8 steps) with probes, distributions, and an alert that fires: the default
     pack with the KL threshold lowered so that the KL of any update crosses it."""
-    pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train])")
     from rewardscope.alerting.engine import AlertEngine
     from rewardscope.trainer import TrainConfig, train
-    from rewardscope.trainer.models import ensure_tiny_model
 
     root = tmp_path_factory.mktemp("trained")
-    ensure_tiny_model(root / "cache")
     original = AlertEngine.default.__func__
     overrides = {"alerts": {"kl_too_high": {"threshold": 1e-7, "for_steps": 1}}}
     AlertEngine.default = classmethod(lambda cls, _=None: original(cls, overrides))
     try:
-        config = TrainConfig(model_id="tiny", cache_dir=str(root / "cache"), device="cpu", threads=1, num_steps=8, batch_size=2,
+        config = TrainConfig(model_id="tiny", cache_dir=str(tiny_model.parents[1]), device="cpu", threads=1, num_steps=8, batch_size=2,
                              num_generations=4, max_generation_steps=24, num_problems=200, eval_every=4, eval_samples=8,
                              save_interval=0, monitoring_dir=str(root / "monitoring"), checkpoint_dir=str(root / "ckpt"),
                              run_name="tiny", prometheus=False, enable_alerts=True, progress=False, probe_every=4,
