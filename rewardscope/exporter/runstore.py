@@ -346,7 +346,7 @@ def read_manifest(run_dir: str | os.PathLike) -> dict:
     """The run's manifest; RunStoreError when ``run_dir`` is not a readable run directory."""
     run_dir = Path(run_dir)
     if not run_dir.exists():
-        raise RunStoreError(f"{run_dir} is not a rewardscope run directory (no manifest.json; the directory does not exist)")
+        raise RunStoreError(f"{run_dir} does not exist (expected a run directory, e.g. monitoring_data/<run_id>)")
     if not run_dir.is_dir():
         raise RunStoreError(f"{run_dir} is not a rewardscope run directory (it is a file)")
     path = run_dir / "manifest.json"
