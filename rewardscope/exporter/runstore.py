@@ -252,12 +252,12 @@ def _repair_steps(steps_path: Path, width: int, resume_after_step: int | None) -
         size = f.seek(0, os.SEEK_END)
         keep, dropped, last_step = 0, 0, None
         for offset, line in lines_backwards(f, size):
-            step = _step_of(line, width, stats)
-            if step is None:
+            row = parse_step_line(line, width, stats)
+            if row is None:
                 dropped += resume_after_step is not None
                 continue
-            if resume_after_step is None or step <= resume_after_step:
-                keep, last_step = offset + len(line), step
+            if resume_after_step is None or row[0] <= resume_after_step:
+                keep, last_step = offset + len(line), row[0]
                 break
             dropped += 1
         if resume_after_step is None:
@@ -268,17 +268,6 @@ def _repair_steps(steps_path: Path, width: int, resume_after_step: int | None) -
         log.warning("run store %s: dropped %d lines after step %d (resuming from a checkpoint)", steps_path, dropped,
                     resume_after_step)
     return last_step
-
-
-def _step_of(line: bytes, width: int, stats: ReadStats) -> int | None:
-    """The step of a valid step line, else None."""
-    try:
-        row = parse_json_line(line, stats)
-    except ValueError:
-        return None
-    if isinstance(row, list) and len(row) == width and type(row[0]) is int:
-        return row[0]
-    return None
 
 
 def _repair_distributions(path: Path, last_step: int | None, functions: int) -> None:
@@ -361,16 +350,23 @@ def read_manifest(run_dir: str | os.PathLike) -> dict:
     return manifest
 
 
+def parse_step_line(line: bytes, width: int, stats: ReadStats) -> list | None:
+    """The values of a step line (``width`` of them, an integer step first), or None when it is not one."""
+    try:
+        row = parse_json_line(line, stats)
+    except ValueError:
+        return None
+    if isinstance(row, list) and len(row) == width and type(row[0]) is int:
+        return row
+    return None
+
+
 def iter_step_rows(steps_path: Path, width: int, stats: ReadStats) -> Iterator[list]:
     """The valid step lines as lists, in file order; every other line skipped, counted in ``stats`` and logged."""
     previous: int | None = None
     for number, line in iter_lines(steps_path, stats):
-        try:
-            row = parse_json_line(line, stats)
-        except ValueError:
-            stats.skipped("corrupt_lines", steps_path, number, "not JSON")
-            continue
-        if not isinstance(row, list) or len(row) != width or type(row[0]) is not int:
+        row = parse_step_line(line, width, stats)
+        if row is None:
             stats.skipped("corrupt_lines", steps_path, number, f"not a step line of {width} values")
             continue
         if previous is not None and row[0] <= previous:
