@@ -33,6 +33,10 @@ from .runstore import STEPS_FILE, parse_step_line, read_manifest
 log = logging.getLogger("rewardscope")
 
 BLOCK_BYTES = 1 << 25
+# One translate pass makes a block readable by numpy's C reader: brackets become spaces and "null"
+# becomes "9e99", a sentinel for absent values (the writer's %.6g would spell that value "9e+99").
+_FAST_TEXT = bytes.maketrans(b"[]nul", b"  9e9")
+_ABSENT = 9e99
 
 
 def read_step_columns(run_dir: str | os.PathLike, columns: Sequence[str], stats: ReadStats | None = None,
@@ -45,19 +49,21 @@ def read_step_columns(run_dir: str | os.PathLike, columns: Sequence[str], stats:
     if not block.path.exists():
         return
     with open(block.path, "rb") as f:
-        carry = b""
+        offset, size = 0, block_bytes
         while True:
-            chunk = f.read(block_bytes)
-            if not chunk:
-                break
-            data = carry + chunk
-            end = data.rfind(b"\n") + 1
-            carry = data[end:]
-            if end:
-                rows = block.parse(data[:end])
-                if len(rows):
-                    yield rows
-    if carry:
+            f.seek(offset)
+            chunk = f.read(size)
+            end = chunk.rfind(b"\n") + 1
+            if end == 0:
+                if len(chunk) < size:  # the end of the file: empty, or a torn final line
+                    break
+                size *= 2  # a line longer than a block
+                continue
+            rows = block.parse(chunk, end)
+            offset += end
+            if len(rows):
+                yield rows
+    if chunk:
         stats.torn_final_line = True
         log.warning("%s:%d: skipped a torn final line (an interrupted writer)", block.path, block.lines_seen + 1)
 
@@ -70,53 +76,54 @@ class _BlockParser:
         self.width = len(stored)
         self.stats = stats
         position = {name: i for i, name in enumerate(stored)}
-        wanted = sorted({0, *(position[c] for c in columns if c in position)})
-        self.usecols = np.array(wanted)  # the step (column 0) is always read: it orders the rows
-        self.targets = [(out, wanted.index(position[c])) for out, c in enumerate(columns) if c in position]
+        # The step (column 0) orders the rows; the last column makes the C reader reject a short line.
+        wanted = sorted({0, self.width - 1, *(position[c] for c in columns if c in position)})
+        self.usecols = np.array(wanted)
+        # (output column, column of the parsed values) for each requested column the run has.
+        self.targets = np.array([(out, wanted.index(position[c])) for out, c in enumerate(columns) if c in position],
+                                dtype=np.int64).reshape(-1, 2)
         self.n_out = len(columns)
         self.lines_seen = 0
         self.previous_step = -np.inf
 
-    def parse(self, data: bytes) -> np.ndarray:
+    def parse(self, chunk: bytes, end: int) -> np.ndarray:
+        """The valid steps among the whole lines ``chunk[:end]``, as rows of the requested columns."""
         first_line = self.lines_seen + 1
-        n_lines = data.count(b"\n")
+        n_lines = chunk.count(b"\n", 0, end)
         self.lines_seen += n_lines
         self.stats.lines += n_lines
-        values, numbers = self._fast(data, n_lines)
+        values = self._fast(chunk, end, n_lines)
         if values is None:
-            values, numbers = self._line_by_line(data, first_line)
+            values, numbers = self._line_by_line(chunk[:end], first_line)
         else:
-            numbers = numbers + first_line
+            numbers = np.arange(first_line, first_line + n_lines)
         values = self._in_order(values, numbers)
         self.stats.rows += len(values)
         out = np.full((len(values), self.n_out), np.nan)
-        for column, source in self.targets:
-            out[:, column] = values[:, source]
+        out[:, self.targets[:, 0]] = values[:, self.targets[:, 1]]
         return out
 
-    def _fast(self, data: bytes, n_lines: int) -> tuple[np.ndarray | None, np.ndarray]:
-        """numpy's C reader when every line has the writer's shape, else (None, _)."""
-        buf = np.frombuffer(data, dtype=np.uint8)
-        newlines = np.flatnonzero(buf == ord("\n"))
-        starts = np.concatenate(([0], newlines[:-1] + 1))
-        commas_before = np.searchsorted(np.flatnonzero(buf == ord(",")), newlines)
-        commas = np.diff(commas_before, prepend=0)
-        shaped = (commas == self.width - 1) & (buf[starts] == ord("[")) & (buf[newlines - 1] == ord("]"))
-        if not shaped.all():
-            return None, newlines
-        text = data.replace(b"[", b"").replace(b"]", b"").replace(b"null", b"nan")
+    def _fast(self, chunk: bytes, end: int, n_lines: int) -> np.ndarray | None:
+        """numpy's C reader when every line of ``chunk[:end]`` has the writer's shape, else None."""
+        text = chunk.translate(_FAST_TEXT)
+        # Each line "[v,...,v]" of width values: two brackets (now spaces) and width - 1 commas. With the
+        # last column always read, the C reader fails on a shorter line, so the counts leave no longer one.
+        if text.count(b" ", 0, end) != 2 * n_lines or text.count(b",", 0, end) != n_lines * (self.width - 1):
+            return None
         try:
-            values = np.loadtxt(io.BytesIO(text), delimiter=",", usecols=self.usecols, ndmin=2, dtype=np.float64)
-        except ValueError:  # a value that is not a number: let the JSON reader say which line
-            return None, newlines
+            values = np.loadtxt(io.BytesIO(text), delimiter=",", usecols=self.usecols, ndmin=2, dtype=np.float64,
+                                max_rows=n_lines)
+        except ValueError:  # a token that is not a number (e.g. a bare inf of an older writer): the JSON reader says which
+            return None
+        absent = values == _ABSENT
+        if absent.any():
+            if chunk.find(b"9e+99", 0, end) >= 0:  # a real 9e+99 in the run: the sentinel is ambiguous
+                return None
+            values[absent] = np.nan
         steps = values[:, 0]
-        if not (np.isfinite(steps).all() and (steps == np.floor(steps)).all()):
-            return None, newlines
-        bare_infinities = data.count(b"inf")
-        if bare_infinities:  # older writers wrote bare inf: counted over every column, read as absent
-            self.stats.nonfinite_values += bare_infinities
-            values[np.isinf(values)] = np.nan
-        return values, np.arange(n_lines)
+        if np.isinf(values).any() or not (steps == np.floor(steps)).all():
+            return None
+        return values
 
     def _line_by_line(self, data: bytes, first_line: int) -> tuple[np.ndarray, np.ndarray]:
         rows, numbers = [], []
