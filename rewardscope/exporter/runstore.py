@@ -188,7 +188,10 @@ class RunStoreSink:
             for f in (self._steps, self._alerts, self._distributions):
                 if f is not None and not f.closed:
                     f.close()
-            self._write_json(self.directory / "summary.json", {**summary, "nonfinite_values": dict(self.nonfinite_values)})
+            replaced: list[str] = []
+            summary = _finite_or_none(summary, replaced)
+            self._count_nonfinite(replaced, "summary.json")
+            _write_json_atomic(self.directory / "summary.json", {**summary, "nonfinite_values": dict(self.nonfinite_values)})
         finally:
             self._lock.release()
 
