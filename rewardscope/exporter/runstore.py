@@ -286,6 +286,8 @@ def _repair_distributions(path: Path, last_step: int | None, functions: int) -> 
                 break
             keep = end
     if keep < size:
+        log.warning("run store %s: cut %d bytes after the record of step %s (a torn record, or one whose step line "
+                    "was never written)", path, size - keep, last_step)
         with open(path, "rb+") as f:
             f.truncate(keep)
 
