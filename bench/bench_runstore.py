@@ -22,8 +22,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from itertools import islice
 from pathlib import Path
+from typing import TypeVar
 
 from rewardscope import RewardMonitor
 from rewardscope.exporter.jsonl import ReadStats
@@ -34,6 +36,7 @@ from rewardscope.metrics.layout import StepLayout
 from rewardscope.simulation import iter_plan, plan_run
 
 RUN_ID = "bench"
+T = TypeVar("T")
 TEMPLATE_STEPS = 300
 
 
@@ -57,16 +60,16 @@ def build_store(root: Path, steps: int) -> Path:
     return directory
 
 
-def timed(function, *args, **kwargs) -> tuple[float, object]:
+def timed(function: Callable[[], T]) -> tuple[float, T]:
     started = time.perf_counter()
-    result = function(*args, **kwargs)
+    result = function()
     return time.perf_counter() - started, result
 
 
 def reopen(root: Path, resume_after_step: int | None = None) -> float:
     """Seconds to open the run again as its writer (repair from the tail), the lock released after."""
     layout = StepLayout(tuple(spec.name for spec in LEGACY_REWARD_FUNCTIONS))
-    seconds, sink = timed(RunStoreSink, root, RUN_ID, layout, manifest_extra={}, resume_after_step=resume_after_step)
+    seconds, sink = timed(lambda: RunStoreSink(root, RUN_ID, layout, manifest_extra={}, resume_after_step=resume_after_step))
     sink.close({})
     (root / RUN_ID / "summary.json").unlink()
     return seconds
@@ -79,7 +82,7 @@ def main() -> None:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-runstore-") as tmp:
         root = Path(tmp)
-        build_seconds, directory = timed(build_store, root, args.steps)
+        build_seconds, directory = timed(lambda: build_store(root, args.steps))
         size = (directory / "steps.jsonl").stat().st_size
         print(f"built {args.steps} steps, {size / 1e6:.0f} MB in {build_seconds:.1f} s", file=sys.stderr)
 

@@ -31,9 +31,10 @@ import json
 import logging
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import Any, BinaryIO
 
 log = logging.getLogger("rewardscope")
 
@@ -97,9 +98,7 @@ def iter_lines(path: Path, stats: ReadStats) -> Iterator[tuple[int, bytes]]:
     if not path.exists():
         return
     with open(path, "rb") as f:
-        number = 0
-        for line in f:
-            number += 1
+        for number, line in enumerate(f, start=1):
             if not line.endswith(b"\n"):
                 stats.torn_final_line = True
                 log.warning("%s:%d: skipped a torn final line (an interrupted writer)", path, number)

@@ -22,8 +22,8 @@ from __future__ import annotations
 import io
 import logging
 import os
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 
@@ -78,7 +78,7 @@ class _BlockParser:
         position = {name: i for i, name in enumerate(stored)}
         # The step (column 0) orders the rows; the last column makes the C reader reject a short line.
         wanted = sorted({0, self.width - 1, *(position[c] for c in columns if c in position)})
-        self.usecols = np.array(wanted)
+        self.usecols = wanted
         # (output column, column of the parsed values) for each requested column the run has.
         self.targets = np.array([(out, wanted.index(position[c])) for out, c in enumerate(columns) if c in position],
                                 dtype=np.int64).reshape(-1, 2)

@@ -14,7 +14,7 @@ from rewardscope.exporter.jsonl import ReadStats
 from rewardscope.exporter.runstore import read_distributions, read_steps
 
 sys.path.insert(0, str(Path(__file__).parent))
-from recorder import SAMPLES, open_monitor, rewards_of  # noqa: E402
+from recorder import SAMPLES, open_monitor, rewards_of
 
 REPO = Path(__file__).resolve().parents[2]
 ROUNDS = 8

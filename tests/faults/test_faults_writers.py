@@ -12,7 +12,7 @@ import pytest
 from rewardscope.exporter.runstore import read_steps
 
 sys.path.insert(0, str(Path(__file__).parent))
-from recorder import open_monitor, rewards_of  # noqa: E402
+from recorder import open_monitor, rewards_of
 
 REPO = Path(__file__).resolve().parents[2]
 RECORDER = Path(__file__).parent / "recorder.py"
@@ -24,8 +24,8 @@ def second_writer(root: Path) -> subprocess.CompletedProcess:
     code = ("import sys; sys.path.insert(0, sys.argv[2]); from recorder import open_monitor\n"
             "from rewardscope.exporter.runstore import RunStoreError\n"
             "try:\n    open_monitor(sys.argv[1], 'run')\nexcept RunStoreError as error:\n    print(error); sys.exit(3)\n")
-    return subprocess.run([sys.executable, "-c", code, str(root), str(RECORDER.parent)], capture_output=True, text=True,
-                          env=ENV, timeout=120)
+    return subprocess.run([sys.executable, "-c", code, str(root), str(RECORDER.parent)], check=False,
+                          capture_output=True, text=True, env=ENV, timeout=120)
 
 
 @pytest.mark.slow
