@@ -55,7 +55,7 @@ class ReadStats:
     non_monotonic_steps: int = 0   # a step not after the previous one: skipped
     nonfinite_values: int = 0      # inf/NaN tokens read as null (absent)
     torn_final_line: bool = False  # an interrupted writer's last line: skipped
-    _warned: dict[str, int] = field(default_factory=dict, repr=False)
+    _warned: dict[str, int] = field(default_factory=dict, repr=False, compare=False)
 
     def skipped(self, kind: str, path: Path, number: int, detail: str) -> None:
         """Count a skipped line of ``kind`` (an attribute name) and log it, the first few per kind."""
