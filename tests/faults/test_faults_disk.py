@@ -113,7 +113,7 @@ def tiny_disk(tmp_path):
     try:
         yield mount_point
     finally:
-        subprocess.run(["umount", str(mount_point)], check=True)
+        subprocess.run(["umount", "--lazy", str(mount_point)], check=True)  # lazy: a file left open by a failed test
 
 
 @pytest.mark.slow
