@@ -155,7 +155,7 @@ class AppendOnlyFile:
 
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
-        self._file = open(self.path, "ab", buffering=0)
+        self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 -- open for the object's lifetime, closed by close()
         self.size = os.fstat(self._file.fileno()).st_size
         self._broken: str | None = None
 

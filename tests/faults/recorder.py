@@ -4,11 +4,15 @@
     python tests/faults/recorder.py hold ROOT RUN_ID     # open the run, print "ready", wait until killed
 
 Each step's rewards are a pure function of the step number (``rewards_of``), so a test can
-check every stored value, not only the step numbers.
+check every stored value, not only the step numbers. With ``RECORDER_SLOW_DISK=1`` every
+``os.write`` writes at most 64 bytes and then pauses (a slow disk, as the kernel may do):
+a kill then usually lands in the middle of a line or record, which is what the repair
+on reopen has to handle.
 """
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 
@@ -29,7 +33,20 @@ def open_monitor(root: str, run_id: str) -> RewardMonitor:
     return RewardMonitor(run_id, SPECS, group_size=8, run_dir=root, prometheus_port=None, log_distributions=True)
 
 
+def slow_disk() -> None:
+    real_write = os.write
+
+    def write(fd: int, data) -> int:
+        written = real_write(fd, bytes(data[:64]))
+        time.sleep(0.0005)
+        return written
+
+    os.write = write
+
+
 def main(mode: str, root: str, run_id: str) -> None:
+    if os.environ.get("RECORDER_SLOW_DISK"):
+        slow_disk()
     monitor = open_monitor(root, run_id)
     if mode == "hold":
         print("ready", flush=True)
