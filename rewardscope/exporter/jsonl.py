@@ -93,8 +93,9 @@ def parse_json_line(line: bytes, stats: ReadStats) -> Any:
     return value
 
 
-def iter_lines(path: Path, stats: ReadStats) -> Iterator[tuple[int, bytes]]:
+def iter_lines(path: str | os.PathLike, stats: ReadStats) -> Iterator[tuple[int, bytes]]:
     """(line number from 1, line) for each whole line; a torn final line is skipped, noted and logged."""
+    path = Path(path)
     if not path.exists():
         return
     with open(path, "rb") as f:
