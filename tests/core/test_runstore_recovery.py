@@ -255,3 +255,20 @@ def test_summary_of_things_that_are_not_runs_is_one_line_and_exit_code_2(tmp_pat
         result = summary_cli(target)
         assert (result.returncode, result.stdout) == (2, ""), target
         assert result.stderr.count("\n") == 1 and message in result.stderr, result.stderr
+
+
+def test_reopening_keeps_the_records_of_a_session_that_logged_distributions_before_one_that_did_not(tmp_path):
+    from rewardscope.exporter.runstore import read_distributions
+
+    sink = open_sink(tmp_path, log_distributions=True)
+    for step in (1, 2):
+        metrics = step_row(step)
+        sink.write_step(StepMetrics(step, metrics.timestamp, LAYOUT, metrics.row, np.ones((2, 3))))
+    sink.close({})
+    whole = (sink.directory / "rewards.f16z").read_bytes()
+    with open(sink.directory / "rewards.f16z", "ab") as f:
+        f.write(b"\x03\x00")  # a torn record header
+    write_steps(tmp_path, [3, 4])  # no distributions: the last step has no record, the repair walks from the start
+    open_sink(tmp_path, log_distributions=True).close({})
+    assert [step for step, _ in read_distributions(sink.directory)] == [1, 2]
+    assert (sink.directory / "rewards.f16z").read_bytes() == whole
