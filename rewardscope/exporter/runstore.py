@@ -51,7 +51,7 @@ import time
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -282,10 +282,11 @@ def _repair_distributions(path: Path, last_step: int | None, functions: int) -> 
     keep = 0 if last_step is None else _end_of_record(path, last_step, functions, size)
     if keep is None:  # no whole record of the last step near the end: walk the headers from the start
         keep = 0
-        for step, end in _record_ends(path.read_bytes()):
-            if step > last_step:  # type: ignore[operator]
-                break
-            keep = end
+        with open(path, "rb") as f:
+            for step, _, _, end in _iter_records(f, size, read_payload=False):
+                if step > last_step:  # type: ignore[operator]
+                    break
+                keep = end
     if keep < size:
         log.warning("run store %s: cut %d bytes after the record of step %s (a torn record, or one whose step line "
                     "was never written)", path, size - keep, last_step)
@@ -325,14 +326,16 @@ def _is_whole_record(data: bytes, at: int) -> bool:
         return False
 
 
-def _record_ends(data: bytes) -> Iterator[tuple[int, int]]:
+def _iter_records(f: BinaryIO, size: int, read_payload: bool = True) -> Iterator[tuple[int, tuple[int, int], bytes, int]]:
+    """(step, (functions, samples), payload, end offset) of each whole record, streamed from the file's start."""
     offset = 0
-    while offset + _RECORD_HEADER.size <= len(data):
-        step, _, _, payload = _RECORD_HEADER.unpack_from(data, offset)
-        end = offset + _RECORD_HEADER.size + payload
-        if end > len(data):
+    while offset + _RECORD_HEADER.size <= size:
+        f.seek(offset)
+        step, functions, samples, length = _RECORD_HEADER.unpack(f.read(_RECORD_HEADER.size))
+        end = offset + _RECORD_HEADER.size + length
+        if end > size:
             return
-        yield step, end
+        yield step, (functions, samples), f.read(length) if read_payload else b"", end
         offset = end
 
 
@@ -410,18 +413,16 @@ def read_alerts(run_dir: str | os.PathLike, stats: ReadStats | None = None) -> l
 
 
 def read_distributions(run_dir: str | os.PathLike) -> Iterator[tuple[int, np.ndarray]]:
-    """(step, (F, N) float32 rewards) for each whole record of the distributions file."""
+    """(step, (F, N) float32 rewards) for each whole record of the distributions file, streamed."""
     path = Path(run_dir) / DISTRIBUTIONS_FILE
     if not path.exists():
         return
-    data = path.read_bytes()
-    start = 0
-    for step, end in _record_ends(data):
-        functions, samples = _RECORD_HEADER.unpack_from(data, start)[1:3]
-        values = np.frombuffer(zlib.decompress(data[start + _RECORD_HEADER.size:end]), dtype="<f2")
-        yield step, values.reshape(functions, samples).astype(np.float32)
-        start = end
-    if start < len(data):
+    end = 0
+    with open(path, "rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        for step, shape, payload, end in _iter_records(f, size):
+            yield step, np.frombuffer(zlib.decompress(payload), dtype="<f2").reshape(shape).astype(np.float32)
+    if end < size:
         log.warning("%s: skipped a torn final record", path)
 
 
