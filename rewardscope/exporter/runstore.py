@@ -120,9 +120,7 @@ class RunStoreSink:
         steps_path = self.directory / STEPS_FILE
         self.last_step = _repair_steps(steps_path, self.layout.width, resume_after_step)
         alerts_path = self.directory / ALERTS_FILE
-        cut = cut_torn_tail(alerts_path)
-        if cut:
-            log.warning("run store %s: cut a torn final line of %d bytes left by an interrupted writer", alerts_path, cut)
+        _repair_alerts(alerts_path, self.last_step)
         distributions_path = self.directory / DISTRIBUTIONS_FILE
         _repair_distributions(distributions_path, self.last_step, len(self.layout.reward_functions))
 
@@ -142,44 +140,53 @@ class RunStoreSink:
         return (line.replace("nan", "null") if "nan" in line else line), infinite
 
     def write_step(self, metrics: StepMetrics) -> None:
-        """Append the step whole (distributions record, then the line) or raise RunStoreError with the files unchanged."""
+        """Append the step whole or raise RunStoreError with every file exactly as before (see the module docstring).
+
+        The step's distributions record and its alert transitions (``metrics.events``, which a
+        StepRecord carries) go first; the step line goes last and commits the step: a writer
+        killed before it leaves a record or alert lines that reopening the run cuts.
+        """
         line, infinite = self.format_line(metrics.row)
         record = None
         if self._distributions is not None and metrics.rewards is not None:
             rewards = np.ascontiguousarray(metrics.rewards, dtype="<f2")
             payload = zlib.compress(rewards.tobytes(), 1)
             record = _RECORD_HEADER.pack(metrics.step, rewards.shape[0], rewards.shape[1], len(payload)) + payload
-        distributions_size = None if self._distributions is None else self._distributions.size
+        alerts, replaced = self._alert_lines(getattr(metrics, "events", ()))
+        appends = [(self._distributions, record), (self._alerts, alerts), (self._steps, line.encode())]
+        sizes = [(f, f.size) for f, data in appends if f is not None and data]
         try:
-            # The line is the commit: a record without its line is cut when the run reopens.
-            if record is not None:
-                self._distributions.append(record)  # type: ignore[union-attr]
-            self._steps.append(line.encode())
-        except OSError as error:
-            self._undo_record(distributions_size, error)
-            raise RunStoreError(f"run store {self.directory}: step {metrics.step} was not written ({error}); "
-                                "the files are as before it, so retrying the step records it once") from error
-        except BaseException as error:  # e.g. KeyboardInterrupt between the two appends
-            self._undo_record(distributions_size, error)
+            for f, data in appends:
+                if f is not None and data:
+                    f.append(data)
+        except BaseException as error:  # OSError (disk full), or e.g. KeyboardInterrupt between two appends
+            for f, size in sizes:
+                if f.size != size:
+                    f.truncate(size, error)
+            if isinstance(error, OSError):
+                raise RunStoreError(f"run store {self.directory}: step {metrics.step} was not written ({error}); "
+                                    "the files are as before it, so retrying the step records it once") from error
             raise
         self.last_step = metrics.step
         self._count_nonfinite([self.layout.column_names()[i] for i in infinite], STEPS_FILE)
-
-    def _undo_record(self, size: int | None, cause: BaseException) -> None:
-        if self._distributions is not None and size is not None and self._distributions.size != size:
-            self._distributions.truncate(size, cause)
+        self._count_nonfinite(replaced, ALERTS_FILE)
 
     def write_alerts(self, events: Sequence[AlertEvent]) -> None:
-        """Append the events whole or raise RunStoreError with alerts.jsonl unchanged."""
+        """Append alert events on their own, whole or not at all (RunStoreError with alerts.jsonl unchanged)."""
+        data, replaced = self._alert_lines(events)
+        try:
+            self._alerts.append(data)
+        except OSError as error:
+            raise RunStoreError(f"run store {self.directory}: {len(events)} alert events were not written ({error}); "
+                                "alerts.jsonl is as before them") from error
+        self._count_nonfinite(replaced, ALERTS_FILE)
+
+    def _alert_lines(self, events: Sequence[AlertEvent]) -> tuple[bytes, list[str]]:
+        """The events as JSON lines, and where they held infinite values (stored as null)."""
         replaced: list[str] = []
         lines = [json.dumps(_finite_or_none(event.to_json(), replaced), allow_nan=False, default=_json_default) + "\n"
                  for event in events]
-        try:
-            self._alerts.append("".join(lines).encode())
-        except OSError as error:
-            raise RunStoreError(f"run store {self.directory}: {len(lines)} alert events were not written ({error}); "
-                                "alerts.jsonl is as before them") from error
-        self._count_nonfinite(replaced, ALERTS_FILE)
+        return "".join(lines).encode(), replaced
 
     def close(self, summary: dict) -> None:
         """Close the files, write summary.json (with ``nonfinite_values``) and release the lock. Safe to call twice."""
@@ -272,6 +279,35 @@ def _repair_steps(steps_path: Path, width: int, resume_after_step: int | None) -
         log.warning("run store %s: dropped %d lines after step %d (resuming from a checkpoint)", steps_path, dropped,
                     resume_after_step)
     return last_step
+
+
+def _repair_alerts(path: Path, last_step: int | None) -> None:
+    """Cut a torn final line, then the transitions of steps after the last stored step, read from the end.
+
+    Those belong to a step whose line was never written (the writer died between the two) or
+    to steps a resume dropped: the steps will be recorded again, and their alerts with them.
+    """
+    cut = cut_torn_tail(path)
+    if cut:
+        log.warning("run store %s: cut a torn final line of %d bytes left by an interrupted writer", path, cut)
+    if not path.exists():
+        return
+    with open(path, "rb+") as f:
+        size = f.seek(0, os.SEEK_END)
+        keep = size
+        for offset, line in lines_backwards(f, size):
+            try:
+                event = parse_json_line(line, ReadStats())
+            except ValueError:
+                break
+            step = event.get("step") if isinstance(event, dict) else None
+            if type(step) is not int or (last_step is not None and step <= last_step):
+                break
+            keep = offset
+        if keep < size:
+            log.warning("run store %s: cut %d bytes of alert transitions after step %s (steps not stored)", path,
+                        size - keep, last_step)
+            f.truncate(keep)
 
 
 def _repair_distributions(path: Path, last_step: int | None, functions: int) -> None:

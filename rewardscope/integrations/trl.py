@@ -57,7 +57,7 @@ _TRL_SCALARS = {
 def reward_specs(reward_funcs: Sequence[Callable[..., Any]], weights: Sequence[float] | None = None) -> list[Any]:
     """``RewardFunctionSpec`` for each function: its ``__name__``, the TRL weight, and the
     range declared by ``min_value`` / ``max_value`` attributes when present."""
-    from rewardscope import RewardFunctionSpec
+    from ..metrics.functions import RewardFunctionSpec
 
     weights = list(weights) if weights is not None else [1.0] * len(reward_funcs)
     return [

@@ -16,9 +16,10 @@ import dataclasses
 import difflib
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rewardscope.trainer.errors import ConfigError
 from rewardscope.trainer.rewards import DEFAULT_REWARD_FNS

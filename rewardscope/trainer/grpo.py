@@ -29,6 +29,8 @@ import errno
 import logging
 import math
 import random
+import shutil
+import socket
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -92,6 +94,9 @@ class TrainResult:
     monitor_seconds: list[float] = field(default_factory=list)
     eval_accuracy: dict[int, float] = field(default_factory=dict)
     final_metrics: dict[str, float] = field(default_factory=dict)
+    # None when alerts were not evaluated (--no-enable-alerts); "alertname/severity" -> times fired.
+    alerts_fired: dict[str, float] | None = None
+    alerts_firing: list[str] = field(default_factory=list)  # alerts still firing at the end, one line each
 
     @property
     def steps_completed(self) -> int:
@@ -155,7 +160,8 @@ def _mirror_sinks(config: TrainConfig) -> list[Any]:
 
 
 def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resume_after_step: int | None) -> Any:
-    from rewardscope import RewardFunctionSpec, RewardMonitor
+    from ..metrics.functions import RewardFunctionSpec
+    from ..monitor import RewardMonitor
 
     specs = [RewardFunctionSpec(f.name, f.weight, f.min_value, f.max_value) for f in functions]
     kwargs = dict(
@@ -173,14 +179,51 @@ def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resu
         on_bad_input="raise",
         resume_after_step=resume_after_step,
     )
+    run_directory = Path(config.monitoring_dir) / config.run_name
+    existed = run_directory.exists()
     try:
         return RewardMonitor(config.run_name, specs, alerts=config.enable_alerts, **kwargs)
-    except OSError as exc:
+    except BaseException as exc:
+        if not existed:  # a run that never started leaves no directory behind for `summary` to misread
+            shutil.rmtree(run_directory, ignore_errors=True)
         # The /metrics server could not bind (the monitor says so in its message); a
         # settings problem for the user, not a crash.
-        if config.prometheus and (exc.errno in (None, errno.EADDRINUSE, errno.EACCES)) and "/metrics" in str(exc):
-            raise ConfigError(f"{exc} (--prometheus-port 0 picks a free port; --no-prometheus turns it off)") from exc
+        if isinstance(exc, OSError) and config.prometheus and exc.errno in (None, errno.EADDRINUSE, errno.EACCES) \
+                and "/metrics" in str(exc):
+            raise ConfigError(f"{exc} {_PORT_HINT}") from exc
         raise
+
+
+_PORT_HINT = "(--prometheus-port 0 picks a free port; --no-prometheus turns it off)"
+
+
+def check_metrics_port(config: TrainConfig) -> None:
+    """Fail fast, before the model loads, when /metrics cannot bind its port.
+
+    Binds and closes a socket as the /metrics server will (SO_REUSEADDR); port 0 always
+    binds. The server binds again later, so a port taken in between still fails there.
+    """
+    if not config.prometheus or not config.prometheus_port:
+        return
+    host, port = config.prometheus_host, config.prometheus_port
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror (an unknown host) included
+        raise ConfigError(f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc} {_PORT_HINT}") from None
+
+
+def alerts_still_firing(monitor: Any) -> list[str]:
+    """One line per in-process alert instance firing now, e.g. ``GRPOKLTooHigh (warning)``."""
+    firing = getattr(monitor.alert_engine, "firing", None)
+    if firing is None:
+        return []
+    lines = []
+    for rule, reward_fn in firing():
+        lines.append(f"{rule.alert} ({rule.severity}" + (f", reward_fn={reward_fn})" if reward_fn else ")"))
+    return sorted(lines)
 
 
 def enable_checkpointing(model: Any) -> None:
@@ -378,10 +421,7 @@ class GRPOTrainer:
 
     def restore(self, path: Path, state: dict[str, Any]) -> None:
         checkpoints.load_trainable_weights(path, self.model)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
-        checkpoints.restore_rng_state(state["rng"], self.sampling_generator)
+        checkpoints.restore_training_state(path, state, self.optimizer, self.scheduler, self.sampler, self.sampling_generator)
 
 
 # Settings a resumed run must share with the checkpoint: they shape the model, the data
@@ -435,6 +475,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
     store = Path(config.monitoring_dir) / config.run_name / "steps.jsonl"
     if resume_state is None and store.is_file() and store.stat().st_size > 0:
         raise ConfigError(f"run {config.run_name!r} already has steps in {store.parent}; use --resume or another --run-name")
+    check_metrics_port(config)
 
     trainer = GRPOTrainer(config)
     if resume_path is not None:
@@ -527,6 +568,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
         latest = monitor.latest
         if latest is not None:
             result.final_metrics = latest.as_dict()
+        if monitor.alert_engine is not None:
+            result.alerts_fired = dict(monitor.summary()["alerts_fired"])
+            result.alerts_firing = alerts_still_firing(monitor)
     return result
 
 

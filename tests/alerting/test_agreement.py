@@ -28,6 +28,8 @@ from rewardscope.alerting.events import AlertState
 from rewardscope.alerting.pack import load_overrides, load_pack
 from rewardscope.simulation.scenarios import Scenario, plan_run, simulate_steps
 
+pytestmark = pytest.mark.slow  # real servers or training runs
+
 STEPS = 60  # onset at step 24, full strength 18 steps later
 EVALUATION_MS = 500
 SCENARIOS = [s for s in Scenario if s is not Scenario.STALLED]

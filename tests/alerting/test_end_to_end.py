@@ -21,6 +21,8 @@ from rewardscope.alerting.pack import load_overrides, load_pack
 from rewardscope.exporter.runstore import read_steps
 from rewardscope.simulation.scenarios import plan_run
 
+pytestmark = pytest.mark.slow  # real servers or training runs
+
 TIMEOUT = 60.0  # generous: the measured latency is a few seconds
 
 

@@ -60,16 +60,17 @@ def test_infinite_values_are_stored_as_null_counted_and_logged_once_per_column(t
 
 
 def test_overflowing_rewards_leave_a_readable_run(tmp_path):
-    """The issue's case: rewards of 1e308 overflow the statistics; the run stays readable and summarisable."""
+    """The issue's case, rewards of 1e308: whether the monitor skips the step or stores statistics that overflowed
+    (as null), every line stays JSON and the run stays readable, summarisable and reopenable."""
     with RewardMonitor("run", SPECS, group_size=2, run_dir=tmp_path, prometheus_port=None) as monitor:
         monitor.record_step(1, {"a": [1e308, 1e308, -1e308, 1e308], "b": [0.0, 0.5, 1.0, 0.5]})
         monitor.record_step(2, {"a": [0.0, 1.0, 0.0, 1.0], "b": [0.0, 0.5, 1.0, 0.5]})
     text = (tmp_path / "run" / "steps.jsonl").read_text()
     assert "inf" not in text and "nan" not in text
-    stored = read_summary(tmp_path / "run")["nonfinite_values"]
-    assert stored and all(count >= 1 for count in stored.values())
-    assert [s["grpo_step"] for s in read_steps(tmp_path / "run")] == [1, 2]
-    assert summarize(tmp_path / "run")["steps_recorded"] == 2
+    stats = ReadStats()
+    assert [s["grpo_step"] for s in read_steps(tmp_path / "run", stats=stats)][-1] == 2
+    assert stats.problems() == {}
+    assert summarize(tmp_path / "run")["last_step"] == 2
     with RewardMonitor("run", SPECS, group_size=2, run_dir=tmp_path, prometheus_port=None) as monitor:
         assert monitor.last_step == 2
 
@@ -272,3 +273,25 @@ def test_reopening_keeps_the_records_of_a_session_that_logged_distributions_befo
     open_sink(tmp_path, log_distributions=True).close({})
     assert [step for step, _ in read_distributions(sink.directory)] == [1, 2]
     assert (sink.directory / "rewards.f16z").read_bytes() == whole
+
+
+def test_reopening_cuts_the_alerts_of_steps_not_stored_and_resuming_those_of_the_dropped_steps(tmp_path):
+    from rewardscope.exporter.record import StepRecord
+
+    def with_alert(step: int) -> StepRecord:
+        metrics = step_row(step)
+        event = AlertEvent("KLHigh", AlertState.FIRING, "warning", step, metrics.timestamp, {"run_id": "run"})
+        return StepRecord(step, metrics.timestamp, LAYOUT, metrics.row, events=[event])
+
+    sink = open_sink(tmp_path)
+    for step in (1, 2, 3, 4):
+        sink.write_step(with_alert(step))
+    sink.close({})
+    orphan = AlertEvent("KLHigh", AlertState.RESOLVED, "warning", 5, 0.0, {"run_id": "run"})
+    with open(sink.directory / "alerts.jsonl", "a", encoding="utf-8") as f:
+        f.write(json.dumps(orphan.to_json()) + "\n")  # step 5's transition; the writer died before step 5's line
+    open_sink(tmp_path).close({})
+    assert [e["step"] for e in read_alerts(sink.directory)] == [1, 2, 3, 4]
+    open_sink(tmp_path, resume_after_step=2).close({})  # steps 3 and 4 will be recorded again, and alert again
+    assert [e["step"] for e in read_alerts(sink.directory)] == [1, 2]
+    assert [s["grpo_step"] for s in read_steps(sink.directory)] == [1, 2]

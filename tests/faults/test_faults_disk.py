@@ -12,20 +12,24 @@ import numpy as np
 import pytest
 
 from rewardscope import RewardFunctionSpec, RewardMonitor
+from rewardscope.alerting.events import AlertEvent, AlertState
 from rewardscope.exporter.jsonl import ReadStats
-from rewardscope.exporter.runstore import RunStoreError, RunStoreSink, read_distributions, read_steps
-from rewardscope.metrics.layout import StepLayout, StepMetrics
+from rewardscope.exporter.record import StepRecord
+from rewardscope.exporter.runstore import RunStoreError, RunStoreSink, read_alerts, read_distributions, read_steps
+from rewardscope.metrics.layout import StepLayout
 
 SPECS = [RewardFunctionSpec("a", 1.0, 0.0, 1.0), RewardFunctionSpec("b", 1.0, -1.0, 1.0)]
 LAYOUT = StepLayout(("a", "b"))
 
 
-def step_metrics(step: int, samples: int = 64) -> StepMetrics:
+def step_metrics(step: int, samples: int = 64) -> StepRecord:
+    """A step with a distributions record and one alert transition: three files to append to."""
     row = LAYOUT.new_row()
     row[0], row[1] = step, 1_700_000_000.0 + step
     row[LAYOUT.index("grpo_reward_mean")] = step / 100
     rewards = np.random.default_rng(step).random((2, samples))
-    return StepMetrics(step, row[1], LAYOUT, row, rewards)
+    event = AlertEvent("KLHigh", AlertState.FIRING if step % 2 else AlertState.RESOLVED, "warning", step, row[1], {"run_id": "run"})
+    return StepRecord(step, row[1], LAYOUT, row, rewards, events=[event])
 
 
 def snapshot(directory) -> dict[str, bytes]:
@@ -48,7 +52,7 @@ class FailingWrite:
         return self.real(fd, data)
 
 
-@pytest.mark.parametrize("fail_on, failing_file", [(1, "the distributions record"), (2, "the step line")])
+@pytest.mark.parametrize("fail_on, failing_file", [(1, "the distributions record"), (2, "the alert lines"), (3, "the step line")])
 def test_an_injected_write_error_leaves_the_files_as_before_and_a_retry_records_the_step_once(
         tmp_path, monkeypatch, fail_on, failing_file):
     sink = RunStoreSink(tmp_path, "run", LAYOUT, manifest_extra={}, log_distributions=True)
@@ -69,11 +73,10 @@ def test_an_injected_write_error_leaves_the_files_as_before_and_a_retry_records_
     assert [s["grpo_step"] for s in read_steps(sink.directory, stats=stats)] == [1, 2, 3, 4, 5]
     assert stats.problems() == {}
     assert [step for step, _ in read_distributions(sink.directory)] == [1, 2, 3, 4, 5]
+    assert [event["step"] for event in read_alerts(sink.directory)] == [1, 2, 3, 4, 5]
 
 
 def test_a_failed_alert_write_leaves_alerts_jsonl_as_before(tmp_path, monkeypatch):
-    from rewardscope.alerting.events import AlertEvent, AlertState
-
     sink = RunStoreSink(tmp_path, "run", LAYOUT, manifest_extra={})
     events = [AlertEvent("X", AlertState.FIRING, "warning", 1, 1.0, {"run_id": "run"}, 2.0)]
     monkeypatch.setattr(os, "write", FailingWrite(1))

@@ -52,11 +52,11 @@ def test_a_torn_alerts_file_is_cut_on_reopen_and_the_next_alert_is_whole(tmp_pat
     first = AlertEvent("KLHigh", AlertState.FIRING, "warning", 1, 1.0, {"run_id": "run"}, 0.9)
     second = AlertEvent("KLHigh", AlertState.RESOLVED, "warning", 2, 2.0, {"run_id": "run"}, 0.1)
     with RewardMonitor("run", SPECS, group_size=2, run_dir=tmp_path, prometheus_port=None) as monitor:
-        monitor.fanout.write_alerts([first])
+        monitor.store.write_alerts([first])
     with open(directory / "alerts.jsonl", "a", encoding="utf-8") as f:
         f.write(json.dumps(second.to_json())[:25])  # killed mid-line
     with RewardMonitor("run", SPECS, group_size=2, run_dir=tmp_path, prometheus_port=None) as monitor:
-        monitor.fanout.write_alerts([second])
+        monitor.store.write_alerts([second])
     stats = ReadStats()
     events = read_alerts(directory, stats=stats)
     assert [(e["state"], e["step"]) for e in events] == [("firing", 1), ("resolved", 2)]
