@@ -68,7 +68,7 @@ class RunDirectoryLock:
             raise
         since = time.time()
         holder = {"pid": os.getpid(), "host": socket.gethostname(), "since": since,
-                  "since_utc": datetime.datetime.fromtimestamp(since, datetime.timezone.utc).isoformat(timespec="seconds")}  # noqa: UP017 (3.10)
+                  "since_utc": datetime.datetime.fromtimestamp(since, datetime.timezone.utc).isoformat(timespec="seconds")}
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(holder) + "\n").encode(), 0)
         self._fd = fd

@@ -453,12 +453,13 @@ def read_distributions(run_dir: str | os.PathLike) -> Iterator[tuple[int, np.nda
     path = Path(run_dir) / DISTRIBUTIONS_FILE
     if not path.exists():
         return
-    end = 0
+    whole = 0  # bytes of whole records read
     with open(path, "rb") as f:
         size = f.seek(0, os.SEEK_END)
         for step, shape, payload, end in _iter_records(f, size):
+            whole = end
             yield step, np.frombuffer(zlib.decompress(payload), dtype="<f2").reshape(shape).astype(np.float32)
-    if end < size:
+    if whole < size:
         log.warning("%s: skipped a torn final record", path)
 
 

@@ -61,7 +61,7 @@ def test_an_injected_write_error_leaves_the_files_as_before_and_a_retry_records_
     before = snapshot(sink.directory)
     failing = FailingWrite(fail_on)
     monkeypatch.setattr(os, "write", failing)
-    with pytest.raises(RunStoreError, match="step 4 was not written .*No space left on device"):
+    with pytest.raises(RunStoreError, match=r"step 4 was not written .*No space left on device"):
         sink.write_step(step_metrics(4))
     monkeypatch.undo()
     assert failing.calls == fail_on, failing_file
