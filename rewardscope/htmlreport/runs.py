@@ -18,10 +18,7 @@ Usage::
 
 from __future__ import annotations
 
-import io
-import math
 import os
-import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,14 +26,8 @@ from typing import Any
 import numpy as np
 
 from ..exporter.evidence import EVIDENCE_FILE, read_evidence
-from ..exporter.runstore import (
-    DISTRIBUTIONS_FILE,
-    RunStoreError,
-    read_alerts,
-    read_distributions,
-    read_manifest,
-    read_steps,
-)
+from ..exporter.runstore import DISTRIBUTIONS_FILE, RunStoreError, read_alerts, read_distributions, read_manifest
+from ..exporter.runstore_columns import read_step_columns
 from ..metrics.layout import column_name
 from ..report import render, summarize
 from ..trainer.probes import PROBES_FILE, read_probes
@@ -122,25 +113,9 @@ def load_run(run_dir: str | os.PathLike) -> RunData:
 
 
 def _read_columns(run_dir: Path, names: list[str]) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    """Every whole step line as columns. The lines are JSON arrays of numbers and nulls (the run store's
-    format), parsed by numpy in one pass; anything else falls back to the run store's reader and its errors."""
-    path = run_dir / "steps.jsonl"
-    data = path.read_bytes() if path.exists() else b""
-    whole = data[: data.rfind(b"\n") + 1]  # a torn final line (no newline yet) is left out, as the store's reader does
-    width = len(names)
-    table = np.zeros((0, width))
-    if whole:
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", UserWarning)
-                table = np.loadtxt(io.BytesIO(whole.replace(b"null", b"nan").replace(b"[", b"").replace(b"]", b"")),
-                                   delimiter=",", dtype=np.float64, ndmin=2)
-            parsed = table.shape[1] == width
-        except ValueError:
-            parsed = False
-        if not parsed:
-            table = np.array([[step.get(name, math.nan) for name in names] for step in read_steps(run_dir)],
-                             dtype=np.float64).reshape(-1, width)
+    """Every valid step's stored values, by column (the run store's block reader: numpy's C parser)."""
+    blocks = list(read_step_columns(run_dir, names))
+    table = np.concatenate(blocks) if blocks else np.zeros((0, len(names)))
     columns = {name: table[:, i] for i, name in enumerate(names)}
     steps = columns["grpo_step"].astype(np.int64) if "grpo_step" in columns else np.zeros(0, dtype=np.int64)
     return steps, columns
@@ -224,6 +199,9 @@ def _notes(run: RunData) -> list[str]:
         notes.append("no steps recorded: steps.jsonl is missing or empty, so there is nothing to chart")
     if run.summary.get("torn_final_line"):
         notes.append("steps.jsonl ends with a torn line (the writer was interrupted); it was skipped")
+    problems = run.summary.get("read_problems") or {}
+    if problems:
+        notes.append("lines of steps.jsonl skipped while reading: " + ", ".join(f"{k} {v}" for k, v in sorted(problems.items())))
     if not run.summary.get("closed"):
         notes.append("no summary.json: the run was killed or is still running; skipped steps are unknown")
     if run.steps.size and not run.distributions:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -148,9 +147,8 @@ def test_cli_writes_the_report_and_lists_what_is_missing(healthy_run, tmp_path):
 def test_manifest_that_is_not_json_is_a_clear_error(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "manifest.json").write_text("{not json")
-    with pytest.raises(ReportInputError, match="is not valid JSON"):
+    with pytest.raises(ReportInputError, match=r"manifest\.json cannot be read"):
         load_run(tmp_path / "bad")
-    assert json.loads('{"ok": 1}')  # the message above comes from the run store's reader
 
 
 def test_columns_match_the_run_store_reader(hacking_run):
@@ -164,7 +162,7 @@ def test_columns_match_the_run_store_reader(hacking_run):
         np.testing.assert_array_equal(values, expected, err_msg=name)
 
 
-def test_a_corrupt_middle_line_is_a_clear_error(hacking_run, tmp_path):
+def test_a_corrupt_middle_line_is_skipped_and_reported(hacking_run, tmp_path):
     import shutil
 
     broken = tmp_path / "broken"
@@ -172,5 +170,6 @@ def test_a_corrupt_middle_line_is_a_clear_error(hacking_run, tmp_path):
     lines = (broken / "steps.jsonl").read_text().splitlines(keepends=True)
     lines[10] = "garbage\n"
     (broken / "steps.jsonl").write_text("".join(lines))
-    with pytest.raises(ReportInputError, match=r"steps.jsonl:11 is not a step line"):
-        load_run(broken)
+    run = load_run(broken)  # the run store's readers skip and count such a line; the page says so
+    assert run.steps.size == 299 and 11 not in run.steps.tolist()
+    assert "lines of steps.jsonl skipped while reading: corrupt_lines 1" in run.notes
