@@ -61,7 +61,10 @@ def e(value: Any) -> str:
 
 
 def _fmt(value: Any, spec: str = ".4g") -> str:
-    return "-" if value is None else e(format(value, spec)) if isinstance(value, float) else e(value)
+    """A number for a table cell: floats to ``spec``, anything else as text, '-' for None."""
+    if isinstance(value, float):
+        return e(format(value, spec))
+    return e(value)
 
 
 def _table(rows: Iterable[tuple[str, str]]) -> str:
