@@ -545,9 +545,6 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
                     prompts=prompts,
                     completions=texts,
                 )
-                if probes is not None:
-                    probes.record_if_due(step, lambda _: trainer.rollout(trainer.eval_problems[: config.probe_count], 1,
-                                                                         greedy=True)[1])
                 finished = time.perf_counter()
                 monitor_seconds = finished - monitor_started
                 step_seconds = finished - started
@@ -558,6 +555,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
                 result.reward_mean.append(float("nan") if reward_mean is None else reward_mean)
                 result.step_seconds.append(step_seconds)
                 result.monitor_seconds.append(monitor_seconds)
+                if probes is not None:  # greedy: leaves the sampling state (boundary) as it is
+                    probes.record_if_due(step, lambda _: trainer.rollout(trainer.eval_problems[: config.probe_count], 1,
+                                                                         greedy=True)[1])
                 if eval_accuracy is not None:
                     result.eval_accuracy[step] = eval_accuracy
                 if config.save_interval and (step % config.save_interval == 0 or step == config.num_steps):
