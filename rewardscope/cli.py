@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from rewardscope import __version__
+from ._version import __version__
 
 # (subcommand, module, one-line help). Modules are imported lazily so that
 # `rewardscope summary` does not pay for importing torch.
