@@ -46,6 +46,7 @@ from .alerting.events import AlertEvent, format_alert
 from .distributed import DEFAULT_TIMEOUT_SECONDS, SCALARS, GlobalBatch, LocalShard, RankSignals, ShardGatherer, distributed_world
 from .exporter.base import FanOut, Sink
 from .exporter.console import AlertPrinter
+from .exporter.evidence import EvidenceSink
 from .exporter.prometheus import DEFAULT_HOST, PrometheusSink
 from .exporter.record import StepRecord, TrendKey
 from .exporter.runstore import RunStoreSink
@@ -58,6 +59,7 @@ from .metrics.layout import StepLayout, StepMetrics
 from .metrics.step import FunctionTable, RewardStatistics, StepInputError, compute_reward_statistics
 from .metrics.training import compute_training_statistics
 from .metrics.window import TrendSet
+from .provenance import record_provenance
 
 __all__ = ["RewardMonitor", "AlertEvaluator", "Detector", "format_alert"]
 
@@ -115,7 +117,8 @@ class RewardMonitor:
                  window_size: int = 100, run_info: Mapping[str, str] | None = None, config: Mapping[str, Any] | None = None,
                  max_completion_length: int | None = None, detectors: Sequence[Detector] | None = None,
                  extra_sinks: Sequence[Sink] = (), on_bad_input: str = "skip", resume_after_step: int | None = None,
-                 distributed: bool = True, process_group: Any = None, distributed_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+                 provenance: Mapping[str, Any] | None = None, distributed: bool = True, process_group: Any = None,
+                 distributed_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
         _check_run_id(run_id)
         if on_bad_input not in ("skip", "raise"):
             raise ValueError("on_bad_input must be 'skip' or 'raise'")
@@ -161,6 +164,10 @@ class RewardMonitor:
             try:
                 self.store = RunStoreSink(run_dir, run_id, self.layout, manifest_extra=manifest,
                                           log_distributions=log_distributions, resume_after_step=resume_after_step)
+                if provenance is not None:
+                    record_provenance(self.store.directory, provenance, self.store.last_step)
+                evidence = EvidenceSink(self.store.directory, self._names, [s.weight for s in self.specs],
+                                        resume_after_step=resume_after_step)
             except BaseException:
                 self.prometheus.linger_seconds = 0.0
                 self.prometheus.close({})
@@ -172,7 +179,7 @@ class RewardMonitor:
             self.registry.register(self._ranks)
         self.server = self.prometheus.server
         self.alert_printer = AlertPrinter(alert_printer, enabled=print_alerts)
-        sinks: list[Sink] = [self.store] if self.store is not None else []
+        sinks: list[Sink] = [self.store, evidence] if self.store is not None else []
         self.fanout = FanOut(sinks + [self.prometheus, self.alert_printer, *extra_sinks])
         self._last_monotonic: float | None = None
         self._steps_recorded = 0

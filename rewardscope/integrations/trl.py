@@ -37,6 +37,13 @@ Usage::
     attach(trainer, run_id="trl-run", prometheus_port=0)   # RewardMonitor arguments; closed when training ends
     trainer.train()
 
+The completion texts TRL hands to the reward functions go with each step
+(``record_step(prompts=, completions=)``; one process only), so an alert that fires keeps the
+completions behind it (evidence.jsonl). ``RewardScopeCallback(monitor, probes=ProbeRecorder(...))``
+also stores greedy answers to fixed probe prompts every K steps (probes.jsonl), and
+``RewardMonitor(..., provenance=collect_provenance(args.to_dict()))`` records versions,
+git commit and hardware in the manifest; ``rewardscope report`` shows all three.
+
 Set ``logging_steps=1`` for one monitor step per optimiser step: with a larger value (one
 process only) each monitor step holds every completion scored since the previous log. With
 ``num_iterations > 1`` TRL reuses one batch of completions for several optimiser steps;
@@ -106,9 +113,12 @@ def _is_async(fn: Any) -> bool:
 class RewardScopeCallback(TrainerCallback):
     """Feeds TRL GRPOTrainer's per-sample rewards and logged values into a RewardMonitor."""
 
-    def __init__(self, monitor: Any, close_on_train_end: bool = False):
+    def __init__(self, monitor: Any, close_on_train_end: bool = False, probes: Any = None, probe_max_new_tokens: int = 64):
         self.monitor = monitor
         self.close_on_train_end = close_on_train_end
+        self.probes = probes  # a rewardscope.trainer.probes.ProbeRecorder, or None
+        self.probe_max_new_tokens = probe_max_new_tokens
+        self._texts: list[tuple[list[str], list[str]]] = []  # (prompts, completions) of each scoring call
         self._names: list[str] = []
         self._rewards: dict[str, list[np.ndarray]] = {}
         self._lengths: list[np.ndarray] = []
@@ -126,29 +136,35 @@ class RewardScopeCallback(TrainerCallback):
         first_callable = next((i for i, f in enumerate(reward_funcs) if not hasattr(f, "register_forward_hook")), None)
         return [self._wrap_one(f, name, lengths=i == first_callable) for i, (f, name) in enumerate(zip(reward_funcs, self._names))]
 
-    def _capture(self, name: str, scores: Any, completion_ids: Any, lengths: bool) -> None:
+    def _capture(self, name: str, scores: Any, kwargs: dict[str, Any], first: bool) -> None:
+        """Keep one call's scores; the first callable also keeps the completion lengths and texts."""
         self._rewards[name].append(np.array([math.nan if s is None else float(s) for s in scores], dtype=np.float64))
-        if lengths and completion_ids is not None:
-            self._lengths.append(np.array([len(i) for i in completion_ids], dtype=np.float64))
+        if not first:
+            return
+        ids = kwargs.get("completion_ids")
+        if ids is not None:
+            self._lengths.append(np.array([len(i) for i in ids], dtype=np.float64))
+        self._texts.append(([_as_text(p) for p in kwargs.get("prompts") or []],
+                            [_as_text(c) for c in kwargs.get("completions") or []]))
 
     def _wrap_one(self, fn: Any, name: str, lengths: bool) -> Any:
         if hasattr(fn, "register_forward_hook"):  # a reward model: TRL reads logits[:, 0] of its forward
             def hook(module: Any, args: Any, output: Any) -> None:
-                self._capture(name, output.logits[:, 0].detach().float().cpu().tolist(), None, False)
+                self._capture(name, output.logits[:, 0].detach().float().cpu().tolist(), {}, False)
 
             fn.register_forward_hook(hook)
             return fn
         if _is_async(fn):
             async def wrapped_async(*args: Any, **kwargs: Any) -> Any:
                 scores = await fn(*args, **kwargs)
-                self._capture(name, scores, kwargs.get("completion_ids"), lengths)
+                self._capture(name, scores, kwargs, lengths)
                 return scores
 
             wrapper: Callable[..., Any] = wrapped_async
         else:
             def wrapped(*args: Any, **kwargs: Any) -> Any:
                 scores = fn(*args, **kwargs)
-                self._capture(name, scores, kwargs.get("completion_ids"), lengths)
+                self._capture(name, scores, kwargs, lengths)
                 return scores
 
             wrapper = wrapped
@@ -164,15 +180,21 @@ class RewardScopeCallback(TrainerCallback):
             log.error("rewardscope: %s", message)
             warnings.warn(f"rewardscope: {message}", RuntimeWarning, stacklevel=3)
 
-    def _take_captured(self) -> tuple[dict[str, np.ndarray], np.ndarray | None, int]:
-        """The rewards and lengths captured since the last log (then cleared), and the number of scoring calls."""
+    def _take_captured(self) -> tuple[dict[str, np.ndarray], np.ndarray | None, list[str], list[str], int]:
+        """The rewards, lengths and texts captured since the last log (then cleared), and the number of scoring calls."""
         chunks = len(self._rewards[self._names[0]])
         rewards = {name: np.concatenate(parts) if parts else np.empty(0) for name, parts in self._rewards.items()}
         lengths = np.concatenate(self._lengths) if self._lengths else None
+        prompts = [p for chunk, _ in self._texts for p in chunk]
+        completions = [c for _, chunk in self._texts for c in chunk]
+        self._clear()
+        return rewards, lengths, prompts, completions, chunks
+
+    def _clear(self) -> None:
         for parts in self._rewards.values():
             parts.clear()
         self._lengths.clear()
-        return rewards, lengths, chunks
+        self._texts.clear()
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
         logs = logs or {}
@@ -186,7 +208,7 @@ class RewardScopeCallback(TrainerCallback):
         gatherer = getattr(self.monitor, "gatherer", None)
         if gatherer is None and not self._rewards[self._names[0]]:
             return  # no new completions since the last log (num_iterations > 1)
-        rewards, lengths, chunks = self._take_captured()
+        rewards, lengths, prompts, completions, chunks = self._take_captured()
         if gatherer is not None and chunks > 1:
             # Rank-major concatenation of several generation batches is not TRL's global order.
             self._warn_once("chunks", f"{chunks} generation batches between two logs on several processes; "
@@ -196,6 +218,8 @@ class RewardScopeCallback(TrainerCallback):
         n = next(iter(rewards.values())).size
         if lengths is not None and lengths.size != n:
             lengths = None
+        if gatherer is not None or len(prompts) != n or len(completions) != n:
+            prompts = completions = []  # texts are not gathered across processes
         # On several processes TRL's logged values are already global: rank 0 alone passes them.
         writer = gatherer is None or gatherer.is_writer
         values = {arg: _finite(logs.get(key)) if writer else None for arg, key in _TRL_SCALARS.items()}
@@ -210,6 +234,8 @@ class RewardScopeCallback(TrainerCallback):
             completion_lengths=lengths,
             max_completion_length=getattr(args, "max_completion_length", None),
             tokens=tokens,
+            prompts=prompts or None,
+            completions=completions or None,
             **values,
         )
         if metrics is not None or not writer:
@@ -231,9 +257,15 @@ class RewardScopeCallback(TrainerCallback):
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # Rewards scored during evaluation are not training samples.
-        for chunks in self._rewards.values():
-            chunks.clear()
-        self._lengths.clear()
+        self._clear()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, processing_class: Any = None,
+                    **kwargs: Any) -> None:
+        if self.probes is not None and model is not None and processing_class is not None:
+            from rewardscope.trainer.probes import hf_greedy_answers
+
+            self.probes.record_if_due(int(state.global_step),
+                                      lambda prompts: hf_greedy_answers(model, processing_class, prompts, self.probe_max_new_tokens))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.close_on_train_end:
@@ -247,7 +279,7 @@ def attach(trainer: Any, monitor: Any = None, *, run_id: str | None = None, **mo
     weights, ``num_generations``, ``max_completion_length``) with ``monitor_kwargs``, and closed
     when training ends. Returns the callback (``callback.monitor`` is the monitor).
     """
-    from rewardscope import RewardMonitor
+    from ..monitor import RewardMonitor
 
     args = trainer.args
     names = list(trainer.reward_func_names)
@@ -291,6 +323,13 @@ def trl_advantages(rewards: dict[str, np.ndarray], names: Sequence[str], args: A
     elif scale == "batch":
         centred = centred / (total.std(ddof=1) + 1e-4)
     return centred
+
+
+def _as_text(item: Any) -> str:
+    """A prompt or completion as text: conversational ones (lists of messages) give their last message's content."""
+    if isinstance(item, list) and item and isinstance(item[-1], dict):
+        return str(item[-1].get("content", ""))
+    return str(item)
 
 
 def _finite(value: Any) -> float | None:

@@ -131,12 +131,14 @@ def test_slack_template_names_run_function_value_threshold_and_links(amtool, tmp
         "• Value: 3  • Threshold: 0  • Severity: error\n"
         "<http://localhost:3000/d/rewardscope-overview?var-run_id=run-7|Dashboard>  "
         "• <https://runbooks.example/docs/runbooks.md#grpononfiniterewards|Runbook>\n"
+        "• Charts and the completions behind it: `rewardscope report monitoring_data/run-7 -o report.html`\n"
         "*check_numbers returns non-finite rewards*\n"
         "About run-7.\n"
         "• Run: `run-7`  • Reward function: `check_numbers`\n"
         "• Value: 1  • Threshold: 0  • Severity: error\n"
         "<http://localhost:3000/d/rewardscope-overview?var-run_id=run-7|Dashboard>  "
         "• <https://runbooks.example/docs/runbooks.md#grpononfiniterewards|Runbook>\n"
+        "• Charts and the completions behind it: `rewardscope report monitoring_data/run-7 -o report.html`\n"
         "Resolved: GRPONonFiniteRewards (format_exact)")
 
 
