@@ -214,7 +214,13 @@ class ShardGatherer:
         self.timeout = float(timeout)
         self.groups_span_ranks = groups_span_ranks
         if group is None:
-            group = dist.new_group(backend="gloo", timeout=timedelta(seconds=self.timeout))
+            try:
+                group = dist.new_group(backend="gloo", timeout=timedelta(seconds=self.timeout))
+            except RuntimeError as error:  # torch's DistStoreError: some rank never created the group
+                raise RuntimeError(
+                    f"rewardscope: under torch.distributed every rank must build the RewardMonitor (the ranks gather their "
+                    f"shards to rank 0), but not every rank did within {self.timeout:g} s. Build it on every rank, or pass "
+                    f"distributed=False to a monitor that records data you gathered yourself ({error})") from error
         self.group = group
         self.rank = dist.get_rank(group)
         self.world_size = dist.get_world_size(group)

@@ -103,3 +103,11 @@ def test_a_rank_that_stops_gives_a_clear_error_naming_it(tmp_path: Path) -> None
     assert error.startswith("RankTimeoutError: rewardscope: rank 2 did not call record_step for step 4 within 3 s"), error
     assert [s["grpo_step"] for s in read_steps(tmp_path / "runs" / "mp")] == [1, 2, 3]
     assert "RankTimeoutError" in (tmp_path / "error-rank1.txt").read_text(), run.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_monitor_built_on_rank_0_only_says_every_rank_must_build_it(tmp_path: Path) -> None:
+    run = torchrun(2, 20615, WORKER, str(tmp_path), "rank0-only", timeout=120)
+    error = (tmp_path / "error-rank0.txt").read_text()
+    assert error.startswith("rewardscope: under torch.distributed every rank must build the RewardMonitor"), run.stderr[-2000:]
+    assert not (tmp_path / "runs").exists()  # nothing written
