@@ -27,7 +27,6 @@ import numpy as np
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from ..distributed import RankSignals
 from ..metrics.catalogue import CATALOGUE, Kind, MetricSpec, Scope
 from ..metrics.functions import combined_range
 from ..metrics.histograms import HistogramBank
@@ -65,7 +64,7 @@ class RunCollector(Collector):
             "grpo_alert_firing": self._alerts_firing,
             "grpo_run_ended": self._run_ended,
             # Per-rank gauges come from rank 0's RankSignals collector (rewardscope/distributed.py), not the run state.
-            **{name: lambda s, family: None for name in RankSignals.NAMES},
+            **{spec.name: lambda s, family: None for spec in CATALOGUE if "rank" in spec.extra_labels},
         }
         self._histograms: dict[str, Callable[[RunState], tuple[HistogramBank, list[Labels], list[int], list[bool]]]] = {
             "grpo_step_duration_seconds": lambda s: (s.duration_histogram, [self._run], [0], [True]),
