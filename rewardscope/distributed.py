@@ -36,10 +36,10 @@ and logs as it does on one process):
   DDP's all-reduce);
 - tokens: sum; max_completion_length: largest; group_size: must agree.
 
-Usage (inside a process started by torchrun)::
+RewardMonitor does all this itself; the pieces, inside a process started by torchrun::
 
     import numpy as np, torch.distributed as dist
-    from rewardscope.distributed import ShardGatherer
+    from rewardscope.distributed import LocalShard, ShardGatherer
 
     dist.init_process_group("gloo")
     gatherer = ShardGatherer(n_functions=1, timeout=60.0)
