@@ -135,8 +135,8 @@ class RealtimeMonitor:
     # ------------------------------------------------------------------ adding rules
     def _add(self, rule: Rule) -> Rule:
         self.engine.add_rule(rule)
-        if rule.kind == "trend":
-            self._capacity[rule.metric] = max(self._capacity.get(rule.metric, 0), rule.window_steps)  # type: ignore[index]
+        if rule.kind == "trend" and rule.metric is not None and rule.window_steps is not None:
+            self._capacity[rule.metric] = max(self._capacity.get(rule.metric, 0), rule.window_steps)
             for (name, fn), window in list(self._windows.items()):
                 if name == rule.metric and window.capacity < rule.window_steps:
                     del self._windows[(name, fn)]  # rebuilt larger on the next step; its trend restarts
@@ -228,8 +228,8 @@ class RealtimeMonitor:
     def get_alert_summary(self) -> dict[str, Any]:
         """Counts of alerts fired (total, by level, by alert), the alerts firing now and the latest transitions
         (``recent_alerts``, as the old summary had: the last 10, oldest first)."""
-        by_level = Counter()
-        by_alert = Counter()
+        by_level: Counter[str] = Counter()
+        by_alert: Counter[str] = Counter()
         for (alertname, severity), count in self._fired.items():
             by_level[severity] += count
             by_alert[alertname] += count

@@ -196,7 +196,8 @@ class RewardMetricsTracker:
         means = _stats([m.function_rewards.get(function_name) for m in self._recent])
         stds = _stats([m.function_stds.get(function_name) for m in self._recent])
         contributions = _stats([m.contributions.get(function_name) for m in self._recent])
-        result: dict[str, float | None] = dict(means or {"mean": None, "std": None, "min": None, "max": None, "latest": None})
+        empty: dict[str, float | None] = {"mean": None, "std": None, "min": None, "max": None, "latest": None}
+        result: dict[str, float | None] = dict(means) if means else empty
         result["mean_std"] = None if stds is None else stds["mean"]
         result["mean_contribution"] = None if contributions is None else contributions["mean"]
         return result

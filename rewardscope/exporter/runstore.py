@@ -59,6 +59,7 @@ from ..alerting.events import AlertEvent
 from ..metrics.layout import StepLayout, StepMetrics
 from .jsonl import AppendOnlyFile, ReadStats, cut_torn_tail, iter_lines, lines_backwards, parse_json_line
 from .runlock import RunDirectoryLock, RunDirectoryLocked
+from .base import Sink
 
 log = logging.getLogger("rewardscope")
 
@@ -73,7 +74,7 @@ class RunStoreError(RuntimeError):
     """The run directory cannot be used (another layout, unreadable manifest, another writer, a failed write)."""
 
 
-class RunStoreSink:
+class RunStoreSink(Sink):
     """Writes a run directory; the one sink whose failure stops the run (``loud``)."""
 
     name = "runstore"
