@@ -114,6 +114,12 @@ class RewardMonitor:
         if self.alert_engine is not None:
             self.alert_engine.bind(run_id, self._names)
             requirements += [(name, int(window)) for name, window in self.alert_engine.trend_requirements()]
+        # The compiled Prometheus rules read the engine's per-instance state (rewardscope/alerting/exposition.py),
+        # so the default pack is evaluated for /metrics even when alerts are not reported in-process.
+        self._state_engine = self.alert_engine if self.alert_engine is not None else self._make_alert_engine(True)
+        if self.alert_engine is None:
+            self._state_engine.bind(run_id, self._names)
+        self._publish_alert_state()
         self._trend_keys: list[TrendKey] = []
         for name, window in dict.fromkeys(requirements):
             self._trend_keys += self._expand_trend(name, window)
@@ -289,12 +295,15 @@ class RewardMonitor:
         slopes: dict[TrendKey, float | None] = {}
         for window, (keys, columns) in self._trend_groups.items():
             slopes.update(zip(keys, self.window.slopes(columns, window)))
-        events = self.alert_engine.evaluate(metrics, slopes) if self.alert_engine is not None else []
+        events = self._state_engine.evaluate(metrics, slopes)
+        if self.alert_engine is None:
+            events = []  # evaluated for /metrics only
 
         monotonic = time.monotonic()
         duration = None if self._last_monotonic is None else monotonic - self._last_monotonic
         self._last_monotonic = monotonic
         self._update_state(metrics, stats, rewards.shape[1], arrays, slopes, events, tokens, duration)
+        self._publish_alert_state()
 
         self.fanout.write_step(metrics)
         if events:
@@ -330,6 +339,14 @@ class RewardMonitor:
                     s.labelled_counters["grpo_alerts_fired_total"][key] += 1
                 else:
                     s.alerts_firing[key] = max(s.alerts_firing.get(key, 0) - 1, 0)
+
+    def _publish_alert_state(self) -> None:
+        instance_states = getattr(self._state_engine, "instance_states", None)
+        if instance_states is None:  # an evaluator of your own exports no per-instance state
+            return
+        with self.state.lock:
+            self.state.alert_instances = instance_states()
+            self.state.median_step_seconds = self._state_engine.median_step_seconds()
 
     def _handle_alerts(self, events: list[AlertEvent]) -> None:
         self.recent_alerts.extend(events)

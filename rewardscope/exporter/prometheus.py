@@ -39,6 +39,7 @@ from prometheus_client.core import Metric
 from ..metrics.catalogue import CATALOGUE, Kind, Scope, metric
 from ..metrics.histograms import HistogramBank
 from ..metrics.state import RunState
+from ..alerting.exposition import alert_state_families
 
 log = logging.getLogger("rewardscope")
 
@@ -90,6 +91,8 @@ def snapshot(state: RunState) -> list[Family]:
         nonfinite = s.nonfinite_totals.tolist()
         slopes = dict(s.slopes)
         firing = dict(s.alerts_firing)
+        alert_instances = list(s.alert_instances)
+        median_step_seconds = s.median_step_seconds
         reward_bank = s.reward_histograms.copy()
         length_bank = s.length_histogram.copy()
         duration_bank = s.duration_histogram.copy()
@@ -125,6 +128,9 @@ def snapshot(state: RunState) -> list[Family]:
     families.append(Family("grpo_alert_firing", "gauge", metric("grpo_alert_firing").help, [
         ("grpo_alert_firing", run + (("alertname", name), ("severity", severity)), 1.0 if count else 0.0)
         for (name, severity), count in sorted(firing.items())]))
+
+    families += [Family(name, kind, metric(name).help, samples)
+                 for name, kind, samples in alert_state_families(s.run_id, alert_instances, median_step_seconds)]
 
     for name in ("grpo_steps_total", "grpo_samples_total", "grpo_tokens_total", "rewardscope_record_seconds_total",
                  "rewardscope_scrapes_total"):

@@ -200,6 +200,18 @@ CATALOGUE: tuple[MetricSpec, ...] = (
            extra_labels=("alertname", "severity"), stored=False, group="alerts"),
     _counter("grpo_alerts_fired_total", "alerts", "Alerts the in-process engine fired (transitions to firing).", extra_labels=("alertname", "severity"),
              group="alerts"),
+    # --- alert state exported for the compiled Prometheus rules (rewardscope/alerting/exposition.py) ------------
+    _gauge("grpo_alert_active", "bool",
+           "1 while the in-process alert engine holds this alert instance firing (its condition held for the rule's for_steps "
+           "recorded steps), else 0. The compiled Prometheus rules read it, so both evaluators agree at any step rate; "
+           "after close() it keeps the state of the last step.",
+           scope=Scope.EXTRA, extra_labels=("alert_id", "alert", "severity", "reward_fn"), stored=False, group="alerts"),
+    _counter("grpo_alert_activations_total", "alerts",
+             "Times this alert instance started firing in-process; an increase shows a firing that began and ended between two scrapes.",
+             extra_labels=("alert_id", "alert", "severity", "reward_fn"), group="alerts"),
+    _gauge("grpo_step_duration_median_seconds", "seconds",
+           "Median wall time between the last (up to 100) recorded steps; GRPORunStalled waits max(5 min, 10 x this) without a step.",
+           group="liveness", stored=False),
     # --- the exporter's own health ---------------------------------------------------------------
     _counter("rewardscope_sink_errors_total", "errors", "Errors raised by a sink (wandb, tensorboard, jsonl, ...); the run goes on.",
              extra_labels=("sink",), group="exporter"),
