@@ -10,7 +10,10 @@ names (``for`` for the Prometheus duration); an unknown key is an error.
 - ``dashboard_url``: the Grafana link put in every alert, ``{run_id}`` filled in;
 - ``runbook_url``: where runbooks live, ``{anchor}`` filled with a rule's ``runbook``
   (a rule whose ``runbook`` is a full URL keeps it);
-- ``cooldown_steps``: the repeat suppression of rules that do not set their own.
+- ``cooldown_steps``: the repeat suppression of rules that do not set their own;
+- ``job``: the Prometheus job that scrapes the exporters; every compiled selector and
+  every dashboard query matches it (set it once for your scrape config);
+- ``keep_firing_for``: how long a step rule's alert outlives its verdict in Prometheus.
 
 Overrides change thresholds per run without editing the pack. An overrides file::
 
@@ -60,8 +63,14 @@ class Settings:
     dashboard_url: str = "http://localhost:3000/d/rewardscope-overview?var-run_id={run_id}"
     runbook_url: str = "https://github.com/rewardscope/rewardscope/blob/main/docs/runbooks.md#{anchor}"
     cooldown_steps: int = 10
+    job: str = "rewardscope"  # the Prometheus job of the exporters: every compiled selector and dashboard query uses it
+    keep_firing_for: str = "30s"  # step rules: bridges a run's end (see rewardscope/alerting/compiler.py)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.job, str) or not re.match(r"^[A-Za-z0-9_.:/-]+$", self.job):
+            raise RuleError(f"settings: job must be a Prometheus job name, got {self.job!r}")
+        if not isinstance(self.keep_firing_for, str) or not re.match(r"^(?:[0-9]+(?:ms|s|m|h))+$", self.keep_firing_for):
+            raise RuleError(f"settings: keep_firing_for must be a duration like 30s, got {self.keep_firing_for!r}")
         if not isinstance(self.dashboard_url, str) or "{run_id}" not in self.dashboard_url:
             raise RuleError(f"settings: dashboard_url must contain {{run_id}}, got {self.dashboard_url!r}")
         if not isinstance(self.runbook_url, str) or "{anchor}" not in self.runbook_url:

@@ -209,6 +209,9 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _counter("grpo_alert_activations_total", "alerts",
              "Times this alert instance started firing in-process; an increase shows a firing that began and ended between two scrapes.",
              extra_labels=("alert_id", "alert", "severity", "reward_fn"), group="alerts"),
+    # The lead's run-state gauge (issue 9); here so the liveness rules compile before that merge.
+    _gauge("grpo_run_ended", "bool", "0 while the run records steps, 1 once close() was called (the run ended cleanly).",
+           group="liveness", stored=False),
     _gauge("grpo_step_duration_median_seconds", "seconds",
            "Median wall time between the last (up to 100) recorded steps; GRPORunStalled waits max(5 min, 10 x this) without a step.",
            group="liveness", stored=False),
