@@ -24,6 +24,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("summary", "rewardscope.report", "print a readable summary of a recorded run directory"),
     ("rules", "rewardscope.alerting.cli", "compile the alert definitions to Prometheus rule files"),
     ("dashboards", "rewardscope.dashboards.cli", "generate the Grafana dashboards (or --check them)"),
+    ("deploy", "rewardscope.deploy.cli", "generate the Kubernetes manifests of deploy/kubernetes (or --check them)"),
     ("reference", "rewardscope.metrics.reference", "regenerate the README's metric reference (or --check it)"),
 )
 

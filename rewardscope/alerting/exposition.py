@@ -34,8 +34,8 @@ from .engine import InstanceState
 Sample = tuple[str, tuple[tuple[str, str], ...], float]
 
 
-def alert_state_families(run_id: str, states: Sequence[InstanceState],
-                         median_step_seconds: float | None) -> list[tuple[str, str, list[Sample]]]:
+def alert_state_families(run_id: str, states: Sequence[InstanceState], median_step_seconds: float | None,
+                         run_ended: bool = False) -> list[tuple[str, str, list[Sample]]]:
     """(family name, Prometheus type, samples) for the alert-state metrics of one run."""
     active: list[Sample] = []
     activations: list[Sample] = []
@@ -44,7 +44,9 @@ def alert_state_families(run_id: str, states: Sequence[InstanceState],
                   ("reward_fn", state.reward_fn))
         active.append(("grpo_alert_active", labels, 1.0 if state.active else 0.0))
         activations.append(("grpo_alert_activations_total", labels, float(state.activations)))
-    families = [("grpo_alert_active", "gauge", active), ("grpo_alert_activations_total", "counter", activations)]
+    families = [("grpo_alert_active", "gauge", active), ("grpo_alert_activations_total", "counter", activations),
+                # TEMPORARY until the lead's grpo_run_ended (issue 9) is merged: then the exporter publishes it.
+                ("grpo_run_ended", "gauge", [("grpo_run_ended", (("run_id", run_id),), 1.0 if run_ended else 0.0)])]
     if median_step_seconds is not None:
         families.append(("grpo_step_duration_median_seconds", "gauge",
                          [("grpo_step_duration_median_seconds", (("run_id", run_id),), median_step_seconds)]))

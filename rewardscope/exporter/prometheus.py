@@ -93,6 +93,7 @@ def snapshot(state: RunState) -> list[Family]:
         firing = dict(s.alerts_firing)
         alert_instances = list(s.alert_instances)
         median_step_seconds = s.median_step_seconds
+        run_ended = s.run_ended
         reward_bank = s.reward_histograms.copy()
         length_bank = s.length_histogram.copy()
         duration_bank = s.duration_histogram.copy()
@@ -130,7 +131,7 @@ def snapshot(state: RunState) -> list[Family]:
         for (name, severity), count in sorted(firing.items())]))
 
     families += [Family(name, kind, metric(name).help, samples)
-                 for name, kind, samples in alert_state_families(s.run_id, alert_instances, median_step_seconds)]
+                 for name, kind, samples in alert_state_families(s.run_id, alert_instances, median_step_seconds, run_ended)]
 
     for name in ("grpo_steps_total", "grpo_samples_total", "grpo_tokens_total", "rewardscope_record_seconds_total",
                  "rewardscope_scrapes_total"):
