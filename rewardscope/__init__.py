@@ -8,8 +8,7 @@ The API of the system rewardscope replaces is importable from here too:
 RewardMetricsTracker, DashboardManager, RewardAnalyzer, RealtimeMonitor, AlertLevel.
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .metrics.functions import LEGACY_REWARD_FUNCTIONS, RewardFunctionSpec  # noqa: E402
 from .metrics.layout import StepMetrics  # noqa: E402
 from .metrics.step import StepInputError  # noqa: E402

@@ -64,7 +64,7 @@ import numpy as np
 from ..metrics.catalogue import CATALOGUE, metric
 from ..metrics.window import RollingWindow
 from .engine import AlertEngine
-from .events import AlertEvent, AlertState
+from .events import AlertEvent, AlertState, format_alert
 from .pack import AlertPack, load_pack
 from .rules import Rule, format_number
 
@@ -230,8 +230,6 @@ class RealtimeMonitor:
             if event.state is AlertState.FIRING:
                 self._fired[(event.alertname, event.severity)] += 1
             if self.print_alerts:
-                from ..monitor import format_alert  # the monitor's one-line format, imported late (it imports us)
-
                 print(format_alert(event), flush=True)
             if self.alert_callback is not None:
                 self.alert_callback(event)

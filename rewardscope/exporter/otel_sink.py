@@ -44,7 +44,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Sequence
 
-from .. import __version__
+from .._version import __version__
 from ..alerting.events import AlertEvent, AlertState
 from ..metrics.catalogue import MetricSpec, Scope, metric, stored_metrics
 from ..metrics.layout import StepMetrics

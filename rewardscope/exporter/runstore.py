@@ -139,6 +139,9 @@ class RunStoreSink:
             self._distributions.write(_RECORD_HEADER.pack(metrics.step, rewards.shape[0], rewards.shape[1], len(payload)) + payload)
             self._distributions.flush()
         self.last_step = metrics.step
+        events = getattr(metrics, "events", ())  # a StepRecord carries the step's alert transitions
+        if events:
+            self.write_alerts(events)
 
     def write_alerts(self, events: Sequence[AlertEvent]) -> None:
         for event in events:

@@ -135,6 +135,9 @@ class TensorBoardSink:
             values += self._histogram_values(metrics)
         self._write(metrics.step, values, metrics.timestamp)
         self._last_step = metrics.step
+        events = getattr(metrics, "events", ())  # a StepRecord carries the step's alert transitions
+        if events:
+            self.write_alerts(events)
 
     def write_distributions(self, metrics: StepMetrics) -> None:
         """Write the step's reward histograms alone (DashboardManager.log_reward_distributions)."""

@@ -137,6 +137,9 @@ class WandbSink:
         if self.log_distributions:
             row.update(self._histograms(metrics))
         self.run.log(row)
+        events = getattr(metrics, "events", ())  # a StepRecord carries the step's alert transitions
+        if events:
+            self.write_alerts(events)
 
     def write_distributions(self, metrics: StepMetrics) -> None:
         """Log the step's reward histograms alone (DashboardManager.log_reward_distributions)."""

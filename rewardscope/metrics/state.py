@@ -51,9 +51,6 @@ class RunState:
     nonfinite_totals: np.ndarray | None = None
     slopes: dict[tuple[str, str, int], float] = field(default_factory=dict)  # (metric, reward_fn or "", window) -> slope
     alerts_firing: dict[tuple[str, str], int] = field(default_factory=dict)  # (alertname, severity) -> instances firing
-    alert_instances: list = field(default_factory=list)  # rewardscope.alerting.engine.InstanceState of every instance
-    median_step_seconds: float | None = None
-    run_ended: bool = False  # TEMPORARY (alerts branch) until the lead's grpo_run_ended lands
 
     @classmethod
     def create(cls, run_id: str, specs: Sequence[RewardFunctionSpec], reward_buckets: BucketLayout, *,

@@ -86,3 +86,39 @@ class RollingWindow:
             slopes = (dx * (y - y_mean)).sum(axis=0) / denominator_by_column
         defined = (counts >= 2) & (denominator_by_column > 0)
         return [float(v) if ok else None for v, ok in zip(slopes.tolist(), defined.tolist())]
+
+    def drop_last(self) -> None:
+        """Forget the latest row (a step whose recording failed and will be retried)."""
+        if self._size:
+            self._next = (self._next - 1) % self.capacity
+            self._rows[self._next] = np.nan
+            self._size -= 1
+
+
+TrendKey = tuple[str, str, int]  # (metric, reward_fn or "", window in steps)
+
+
+class TrendSet:
+    """The rolling window of a run and the slopes its trend rules read, grouped by window length.
+
+    ``keys`` are (metric, reward_fn or "", window) and ``columns`` their column in the row;
+    each step, ``slopes()`` gives every defined slope from one vectorised pass per window length.
+    """
+
+    def __init__(self, width: int, keys: list[TrendKey], columns: list[int], window_size: int) -> None:
+        self.keys = list(keys)
+        self._groups: dict[int, tuple[list[TrendKey], np.ndarray]] = {}
+        for key, column in zip(keys, columns):
+            group_keys, group_columns = self._groups.get(key[2], ([], np.zeros(0, dtype=np.intp)))
+            self._groups[key[2]] = (group_keys + [key], np.append(group_columns, column))
+        self.window = RollingWindow(width, max([window_size] + [k[2] for k in keys]))
+
+    def append(self, step: int, row: np.ndarray) -> dict[TrendKey, float]:
+        """Add the step's row; return the slopes defined now (a window not yet full has none)."""
+        self.window.append(step, row)
+        slopes: dict[TrendKey, float] = {}
+        for window, (keys, columns) in self._groups.items():
+            for key, value in zip(keys, self.window.slopes(columns, window)):
+                if value is not None:
+                    slopes[key] = value
+        return slopes

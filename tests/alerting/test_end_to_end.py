@@ -67,14 +67,6 @@ def with_nan(steps, step: int, reward_fn: str):
         yield sim
 
 
-def end_run(monitor: RewardMonitor, linger: float) -> None:
-    """close() with /metrics serving the ended state for ``linger`` seconds first."""
-    with monitor.state.lock:  # TEMPORARY until the lead's linger_seconds: what close() will do
-        monitor.state.run_ended = True
-    time.sleep(linger)
-    monitor.close()
-
-
 @dataclass
 class Run:
     """One in-process run: a monitor driven in its own thread."""
@@ -104,7 +96,7 @@ class Run:
                 time.sleep(1.0 / self.rate)
             self.ended_at = time.time()
             if self.end:
-                end_run(self.monitor, LINGER)
+                self.monitor.close()  # grpo_run_ended 1, and /metrics lingers LINGER seconds
         except BaseException as error:  # reported by the test that reads this run
             self.error = error
         finally:
@@ -119,7 +111,8 @@ def make_run(run_id: str, scenario: Scenario, steps: int, rate: float, *, end: b
     plan = plan_run(scenario, steps, seed=1)
     detectors = [OneStepVerdict(set(detector_steps))] if detector_steps else None
     monitor = RewardMonitor(run_id, LEGACY_REWARD_FUNCTIONS, group_size=plan.group_size, run_dir=None, registry=CollectorRegistry(),
-                            prometheus_port=0, max_completion_length=plan.max_completion_length, alerts=True, detectors=detectors)
+                            prometheus_port=0, max_completion_length=plan.max_completion_length, alerts=True, detectors=detectors,
+                            linger_seconds=LINGER if end else 0.0)
     return Run(run_id, scenario, steps, rate, monitor, end=end, detector_steps=set(detector_steps), nan_step=nan_step)
 
 
