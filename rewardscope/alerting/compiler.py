@@ -58,6 +58,7 @@ SLOPE_METRIC = "grpo_metric_slope_per_step"
 ACTIVATION_WINDOW = "1m"
 STEP_GROUP = "rewardscope-steps"
 LIVENESS_GROUP = "rewardscope-liveness"
+RECORDING_GROUP = "rewardscope-recording"
 
 
 def promql_number(value: float) -> str:
@@ -121,6 +122,34 @@ def compile_rule(rule: Rule, pack: AlertPack, matchers: Sequence[str] = ()) -> d
     return {**compiled, "labels": labels, "annotations": annotations}
 
 
+def recording_rules(job: str) -> list[dict[str, str]]:
+    """Recording rules for the heavy queries of the dashboards and of a fleet's central Prometheus.
+
+    Per run (``run:``) or per run and reward function (``run_fn:``), over a fixed 1 m window:
+    the exact reward means from the monotone positive and negative sum counters (rewards can be
+    negative, so a histogram's _sum is no counter), step-time quantiles, and the step rate.
+    """
+    run, fn = "job, instance, run_id", "job, instance, run_id, reward_fn"
+    sel = f'{{job="{job}"}}'
+
+    def rate(name: str, by: str, extra: str = "") -> str:
+        selector = sel if not extra else sel[:-1] + "," + extra + "}"
+        return f"sum by ({by}) (rate({name}{selector}[1m]))"
+
+    def exact_mean(prefix: str, by: str) -> str:
+        observations = rate(prefix + "_value_bucket", by, 'le="+Inf"')
+        return f"({rate(prefix + '_positive_sum_total', by)} - {rate(prefix + '_negative_sum_total', by)})\n  / {observations}"
+
+    quantile = f"sum by ({run}, le) (rate(grpo_step_duration_seconds_bucket{sel}[1m]))"
+    return [
+        {"record": "run:grpo_reward_exact_mean:rate1m", "expr": exact_mean("grpo_reward", run)},
+        {"record": "run_fn:grpo_reward_fn_exact_mean:rate1m", "expr": exact_mean("grpo_reward_fn", fn)},
+        {"record": "run:grpo_step_duration_seconds:p50_rate1m", "expr": f"histogram_quantile(0.5, {quantile})"},
+        {"record": "run:grpo_step_duration_seconds:p90_rate1m", "expr": f"histogram_quantile(0.9, {quantile})"},
+        {"record": "run:grpo_steps:rate1m", "expr": rate("grpo_steps_total", run)},
+    ]
+
+
 def compile_groups(pack: AlertPack, overrides: Sequence[Overrides] = ()) -> list[dict[str, Any]]:
     """The rule groups of a pack with overrides applied (see the module docstring)."""
     for o in overrides:
@@ -137,6 +166,7 @@ def compile_groups(pack: AlertPack, overrides: Sequence[Overrides] = ()) -> list
             overridden = pack.with_overrides(o)
             if overridden.rule(rule.id).enabled:
                 target.append(compile_rule(overridden.rule(rule.id), overridden, [f'run_id="{o.run_id}"']))
+    groups[RECORDING_GROUP] = recording_rules(pack.settings.job)  # type: ignore[assignment]
     return [{"name": name, "rules": rules} for name, rules in groups.items() if rules]
 
 

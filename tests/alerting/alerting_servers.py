@@ -78,8 +78,10 @@ def prometheus_config(targets: list[str], rules_dir: Path, alertmanager: str | N
         del config["alerting"]
     else:
         config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager]
-    (job,) = config["scrape_configs"]
+    # Only the runs' job: the stack's own targets (prometheus, alertmanager, grafana) are compose host names.
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "rewardscope"]
     job["static_configs"][0]["targets"] = targets
+    config["scrape_configs"] = [job]
     return yaml.safe_dump(config, sort_keys=False)
 
 

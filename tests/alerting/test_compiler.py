@@ -19,7 +19,7 @@ PROMQL_WORDS = {"and", "or", "unless", "on", "ignoring", "by", "without", "group
 
 
 def exprs(groups):
-    return {(r["alert"], r["labels"].get("severity", "inherit")): r["expr"] for g in groups for r in g["rules"]}
+    return {(r.get("alert"), r["labels"].get("severity", "inherit")): r["expr"] for g in groups for r in g["rules"] if "alert" in r}
 
 
 def referenced_metrics(expr: str) -> set[str]:
@@ -66,7 +66,7 @@ def test_default_pack_compiles_to_these_expressions():
                                         f"and on(job, instance) up{{{JOB}}} == 0"),
         ("GRPOStepsSkipped", "warning"): f"increase(grpo_skipped_steps_total{{{JOB}}}[5m]) > 0",
     }
-    (ended,) = [r for g in compile_groups(load_pack()) for r in g["rules"] if r["alert"] == "GRPORunEndedWhileFiring"]
+    (ended,) = [r for g in compile_groups(load_pack()) for r in g["rules"] if r.get("alert") == "GRPORunEndedWhileFiring"]
     assert ended["labels"] == {} and ended["for"] == "10s"  # the ended alert's own severity label routes the notice
     assert ended["expr"] == (f"max by (job, instance, run_id, alert, alert_id, severity, reward_fn) (last_over_time("
                              f"grpo_alert_active{{{JOB}}}[1h]) == 1) unless on(run_id) grpo_run_ended{{{JOB}}} == 0")
@@ -74,7 +74,7 @@ def test_default_pack_compiles_to_these_expressions():
 
 def test_step_rules_have_no_for_in_time_and_keep_firing_briefly():
     rules = [r for g in compile_groups(load_pack()) for r in g["rules"]]
-    steps = [r for r in rules if "grpo_alert_active" in r["expr"] and r["alert"] != "GRPORunEndedWhileFiring"]
+    steps = [r for r in rules if "grpo_alert_active" in r["expr"] and r.get("alert") != "GRPORunEndedWhileFiring"]
     assert len(steps) == 12 and all("for" not in r and r["keep_firing_for"] == "30s" for r in steps)
     with pytest.raises(RuleError, match="kl_too_high: for applies to promql rules only"):
         load_pack().with_overrides(load_overrides({"alerts": {"kl_too_high": {"for": "2m"}}}))
@@ -89,7 +89,8 @@ def test_the_job_is_set_once_for_every_rule(tmp_path):
 
 def test_every_metric_the_compiled_rules_read_is_in_the_catalogue():
     known = exposed_sample_names() | {"up"}
-    for expr in exprs(compile_groups(load_pack())).values():
+    groups = compile_groups(load_pack())
+    for expr in [*exprs(groups).values(), *(r["expr"] for g in groups for r in g["rules"] if "record" in r)]:
         assert referenced_metrics(expr) <= known, expr
     assert referenced_metrics('time() - grpo_x{run_id="a"} > 3 and on(job) max_over_time(up[1h]) == 1') == {"grpo_x", "up"}
 
@@ -104,7 +105,7 @@ def test_band_and_two_sided_trend_and_one_function_show_their_value():
 
 
 def test_annotations_carry_value_threshold_runbook_and_dashboard():
-    (rule,) = [r for g in compile_groups(load_pack()) for r in g["rules"] if r["alert"] == "GRPONonFiniteRewards"]
+    (rule,) = [r for g in compile_groups(load_pack()) for r in g["rules"] if r.get("alert") == "GRPONonFiniteRewards"]
     assert rule["labels"] == {"severity": "error"}
     assert rule["annotations"] == {
         "summary": 'Reward function {{ $labels.reward_fn }} returns non-finite rewards in run {{ $labels.run_id }} '
@@ -128,15 +129,15 @@ def test_run_scoped_overrides_compile_to_run_id_matchers():
                  load_overrides({"run_id": "tiny", "alerts": {"kl_too_high": {"threshold": 0.1}}}),
                  load_overrides({"alerts": {"completions_truncated": {"threshold": 0.8}}})]
     rules = [r for g in compile_groups(load_pack(), overrides) for r in g["rules"]]
-    kl = [(r["expr"], r["annotations"]["threshold"]) for r in rules if r["alert"] == "GRPOKLTooHigh" and r["labels"]["severity"] == "warning"]
+    kl = [(r["expr"], r["annotations"]["threshold"]) for r in rules if r.get("alert") == "GRPOKLTooHigh" and r["labels"]["severity"] == "warning"]
     assert kl == [(step_expr(f'grpo_kl{{{JOB},run_id!="big-model",run_id!="tiny"}}', "kl_too_high", ',run_id!="big-model",run_id!="tiny"'), "0.3"),
                   (step_expr(f'grpo_kl{{{JOB},run_id="big-model"}}', "kl_too_high", ',run_id="big-model"'), "0.6"),
                   (step_expr(f'grpo_kl{{{JOB},run_id="tiny"}}', "kl_too_high", ',run_id="tiny"'), "0.1")]
-    falling = [r["expr"] for r in rules if r["alert"] == "GRPORewardFalling"]
+    falling = [r["expr"] for r in rules if r.get("alert") == "GRPORewardFalling"]
     assert len(falling) == 1 and 'run_id!="big-model"' in falling[0]
-    truncated = [r["annotations"]["threshold"] for r in rules if r["alert"] == "GRPOCompletionsTruncated"]
+    truncated = [r["annotations"]["threshold"] for r in rules if r.get("alert") == "GRPOCompletionsTruncated"]
     assert truncated == ["0.8"]
-    stalled = [(r["expr"], r["for"]) for r in rules if r["alert"] == "GRPORunStalled"]
+    stalled = [(r["expr"], r["for"]) for r in rules if r.get("alert") == "GRPORunStalled"]
     assert [f for _, f in stalled] == ["30s", "5m"]
     assert f'grpo_step_duration_median_seconds{{{JOB},run_id!="big-model"}}, 300.0)' in stalled[0][0]
     assert f'grpo_step_duration_median_seconds{{{JOB},run_id="big-model"}}, 1800.0)' in stalled[1][0]

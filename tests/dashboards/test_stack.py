@@ -29,7 +29,7 @@ CONTRACT = {
     "prometheus": {"prometheus/prometheus.yml": "/etc/prometheus/prometheus.yml", "prometheus/rules": "/etc/prometheus/rules"},
     "alertmanager": {"alerting/alertmanager.yml": "/etc/alertmanager/alertmanager.yml",
                      "alerting/templates": "/etc/alertmanager/templates",
-                     "alerting/secrets/slack_webhook_url.example": "/etc/alertmanager/secrets/slack_webhook_url"},
+                     "alerting/secrets/example": "/etc/alertmanager/secrets"},
     "grafana": {"grafana/provisioning/datasources": "/etc/grafana/provisioning/datasources",
                 "grafana/provisioning/dashboards": "/etc/grafana/provisioning/dashboards",
                 "grafana/dashboards": "/etc/grafana/dashboards/rewardscope"},
@@ -41,7 +41,7 @@ IMAGES = {"prometheus": r"prom/prometheus:v2\.\d+\.\d+", "alertmanager": r"prom/
 def compose(*args: str, files=(COMPOSE,), env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     binary = require_binary("docker-compose")
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("GRAFANA_ADMIN_PASSWORD", "SLACK_WEBHOOK_URL_FILE", "COMPOSE_FILE", "COMPOSE_PROFILES")}
+             if k not in ("GRAFANA_ADMIN_PASSWORD", "SLACK_WEBHOOK_DIR", "COMPOSE_FILE", "COMPOSE_PROFILES")}
     command = [binary] + [a for f in files for a in ("-f", str(f))] + list(args)
     return subprocess.run(command, cwd=REPO, env={**clean, **(env or {})}, capture_output=True, text=True, timeout=60)
 
