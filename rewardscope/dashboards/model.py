@@ -95,7 +95,7 @@ class Panel:
 
 
 def _reduce(calcs: tuple[str, ...] = ("lastNotNull",)) -> dict[str, Any]:
-    return {"calcs": list(calcs), "fields": "", "values": False}
+    return {"calcs": list(calcs), "fields": "", "values": False}  # a reducer's fields: a regex ("" = numeric fields)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -152,7 +152,8 @@ class Stat(Panel):
 
     def options(self) -> dict[str, Any]:
         return {"colorMode": "value", "graphMode": "area" if self.graph else "none", "justifyMode": "auto",
-                "orientation": "auto", "reduceOptions": _reduce(), "textMode": "auto"}
+                "orientation": "auto", "percentChangeColorMode": "standard", "reduceOptions": _reduce(),
+                "showPercentChange": False, "textMode": "auto", "wideLayout": True}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,8 +163,8 @@ class Gauge(Panel):
     type: ClassVar[str] = "gauge"
 
     def options(self) -> dict[str, Any]:
-        return {"orientation": "auto", "reduceOptions": _reduce(), "showThresholdLabels": False,
-                "showThresholdMarkers": True}
+        return {"minVizHeight": 75, "minVizWidth": 75, "orientation": "auto", "reduceOptions": _reduce(),
+                "showThresholdLabels": False, "showThresholdMarkers": True, "sizing": "auto"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -173,8 +174,8 @@ class BarGauge(Panel):
     type: ClassVar[str] = "bargauge"
 
     def options(self) -> dict[str, Any]:
-        return {"displayMode": "gradient", "orientation": "horizontal", "reduceOptions": _reduce(),
-                "showUnfilled": True, "valueMode": "color"}
+        return {"displayMode": "gradient", "maxVizHeight": 300, "minVizHeight": 16, "minVizWidth": 8, "namePlacement": "auto",
+                "orientation": "horizontal", "reduceOptions": _reduce(), "showUnfilled": True, "sizing": "auto", "valueMode": "color"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -194,7 +195,7 @@ class Table(Panel):
         return {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False}
 
     def options(self) -> dict[str, Any]:
-        return {"cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"], "fields": ""}, "showHeader": True}
+        return {"cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"], "fields": []}, "frameIndex": 0, "showHeader": True}
 
     def transformations(self) -> list[dict[str, Any]]:
         steps: list[dict[str, Any]] = []
@@ -225,9 +226,11 @@ class Heatmap(Panel):
             "cellGap": 1,
             "color": {"exponent": 0.5, "fill": "dark-orange", "mode": "scheme", "reverse": False, "scale": "exponential",
                       "scheme": "Oranges", "steps": 64},
+            "exemplars": {"color": "rgba(255,0,255,0.7)"},
             "filterValues": {"le": 1e-9},
             "legend": {"show": True},
             "rowsFrame": {"layout": "auto"},
+            "showValue": "auto",
             "tooltip": {"mode": "single", "yHistogram": False},
             "yAxis": {"axisPlacement": "left", "reverse": False, "unit": self.y_unit},
         }
@@ -269,7 +272,7 @@ class QueryVariable:
     sort: int = 1  # 1 = alphabetical ascending, 2 = descending
 
     def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"current": {}, "datasource": DATASOURCE, "definition": self.query, "hide": 0,
+        out: dict[str, Any] = {"datasource": DATASOURCE, "hide": 0,
                                "includeAll": self.include_all, "label": self.label, "multi": self.multi,
                                "name": self.name, "options": [], "query": self.query, "refresh": 2, "regex": "",
                                "skipUrlSync": False, "sort": self.sort, "type": "query"}
