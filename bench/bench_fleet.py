@@ -54,7 +54,7 @@ def series_of_run(functions: int) -> int:
     specs = reward_functions(functions)
     monitor = RewardMonitor("budget", specs, group_size=4, run_dir=None, registry=CollectorRegistry(), max_completion_length=64)
     rng = np.random.default_rng(0)
-    for step in range(1, 4):
+    for step in range(1, 36):  # past the longest trend window (30 steps): the slopes are exported too
         rewards = {s.name: rng.uniform(s.min_value, s.max_value, 16) for s in specs}
         monitor.record_step(step, rewards, kl=0.1, policy_entropy=1.0, advantages=rng.normal(size=16),
                             completion_lengths=rng.integers(1, 65, 16), max_completion_length=64,
