@@ -39,6 +39,9 @@ def run(args: argparse.Namespace) -> int:
     except (RuleError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except ImportError as error:  # the dashboards need grafana-foundation-sdk, an extra
+        print(f"rewardscope deploy needs Grafana's models: pip install 'rewardscope[dashboards]' ({error})", file=sys.stderr)
+        return 2
     stale = [name for name, text in files.items() if not (out / name).is_file() or (out / name).read_text(encoding="utf-8") != text]
     if args.check:
         for name in stale:

@@ -43,7 +43,7 @@ def test_required_keys_and_types(path):
     board = load(path)
     for key, kind in TOP_LEVEL.items():
         assert isinstance(board.get(key), kind), f"{key} must be a {kind.__name__}"
-    assert board["id"] is None  # provisioning assigns database ids
+    assert "id" not in board  # provisioning assigns database ids
     assert re.fullmatch(r"[A-Za-z0-9_-]{1,40}", board["uid"]) and path.stem == board["uid"]
     assert board["schemaVersion"] >= 36
     assert set(board["time"]) == {"from", "to"}
