@@ -102,7 +102,8 @@ def fleet(runs: int, minutes: float, directory: Path) -> dict:
     for i in range(runs):
         plan = plan_run("healthy", 100000, seed=i)
         monitors.append(RewardMonitor(f"fleet-{i:02d}", LEGACY_REWARD_FUNCTIONS, group_size=plan.group_size, run_dir=None,
-                                      registry=CollectorRegistry(), prometheus_port=0, max_completion_length=plan.max_completion_length))
+                                      registry=CollectorRegistry(), prometheus_port=0,
+                                      max_completion_length=plan.max_completion_length))
     stop = threading.Event()
 
     def drive(monitor: RewardMonitor, seed: int) -> None:
@@ -112,8 +113,8 @@ def fleet(runs: int, minutes: float, directory: Path) -> dict:
             monitor.record_step(sim.step, **sim.kwargs)
 
     threads = [threading.Thread(target=drive, args=(m, i), daemon=True) for i, m in enumerate(monitors)]
-    prometheus = start_prometheus(directory, [f"127.0.0.1:{m.prometheus_port}" for m in monitors], ROOT / "prometheus" / "rules",
-                                  interval="5s")
+    prometheus = start_prometheus(directory, [f"127.0.0.1:{m.prometheus_port}" for m in monitors],
+                                  ROOT / "prometheus" / "rules", interval="5s")
     try:
         for thread in threads:
             thread.start()
@@ -122,7 +123,8 @@ def fleet(runs: int, minutes: float, directory: Path) -> dict:
         with urllib.request.urlopen(prometheus.url + "/metrics", timeout=10) as response:
             own = response.read().decode()
         head = next(float(line.split()[-1]) for line in own.splitlines() if line.startswith("prometheus_tsdb_head_series "))
-        run_series = float(api(prometheus.url, "/api/v1/query", query='count({job="rewardscope"})')["data"]["result"][0]["value"][1])
+        counted = api(prometheus.url, "/api/v1/query", query='count({job="rewardscope"})')["data"]["result"]
+        run_series = float(counted[0]["value"][1])
         queries = {}
         for panel in COMPARE.panels():
             for target in panel.targets:

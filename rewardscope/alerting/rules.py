@@ -131,7 +131,8 @@ class Rule:
         if self.kind != "promql" and self.for_ != "0s":
             raise RuleError(f"alert {rid}: for applies to promql rules only; a {self.kind} rule waits for_steps recorded steps "
                             f"in-process and Prometheus reads that verdict (remove for: {self.for_})")
-        if self.keep_firing_for is not None and (not isinstance(self.keep_firing_for, str) or not _DURATION.match(self.keep_firing_for)):
+        keep = self.keep_firing_for
+        if keep is not None and (not isinstance(keep, str) or not _DURATION.match(keep)):
             raise RuleError(f"alert {rid}: keep_firing_for must be a Prometheus duration like 30s, got {self.keep_firing_for!r}")
         if not isinstance(self.enabled, bool):
             raise RuleError(f"alert {rid}: enabled must be true or false")
@@ -182,7 +183,8 @@ class Rule:
         except KeyError as error:
             raise RuleError(f"alert {self.id}: counter: {error.args[0]}") from None
         if spec is None or spec.kind is not Kind.COUNTER or spec.scope is not metric(self.metric).scope:  # type: ignore[arg-type]
-            raise RuleError(f"alert {self.id}: counter {self.counter!r} must be a catalogue counter with the labels of {self.metric}")
+            raise RuleError(f"alert {self.id}: counter {self.counter!r} must be a catalogue counter "
+                            f"with the labels of {self.metric}")
 
     def _check_trend(self) -> None:
         self._unused("condition", "threshold", "expr", "counter")

@@ -60,7 +60,8 @@ class Target:
 
     def model(self, ref_id: str) -> prometheus.Dataquery:
         return prometheus.Dataquery(expr=self.expr, instant=self.instant, range_val=not self.instant,
-                                    editor_mode=prometheus.QueryEditorMode.CODE, format_val=prometheus.PromQueryFormat(self.format),
+                                    editor_mode=prometheus.QueryEditorMode.CODE,
+                                    format_val=prometheus.PromQueryFormat(self.format),
                                     legend_format=self.legend, ref_id=ref_id, datasource=_DATASOURCE_REF)
 
 
@@ -118,11 +119,13 @@ class TimeSeries(Panel):
         return timeseries.FieldConfig(
             draw_style=common.GraphDrawStyle.LINE, fill_opacity=self.fill, line_interpolation=common.LineInterpolation.LINEAR,
             line_width=1, point_size=4, show_points=common.VisibilityMode.NEVER, span_nulls=False,
-            stacking=common.StackingConfig(group="A", mode=common.StackingMode.NORMAL if self.stack else common.StackingMode.NONE))
+            stacking=common.StackingConfig(group="A",
+                                           mode=common.StackingMode.NORMAL if self.stack else common.StackingMode.NONE))
 
     def options(self) -> timeseries.Options:
+        display = common.LegendDisplayMode.TABLE if self.legend_calcs else common.LegendDisplayMode.LIST
         legend = common.VizLegendOptions(calcs=list(self.legend_calcs), placement=common.LegendPlacement.BOTTOM, show_legend=True,
-                                         display_mode=common.LegendDisplayMode.TABLE if self.legend_calcs else common.LegendDisplayMode.LIST)
+                                         display_mode=display)
         return timeseries.Options(legend=legend, tooltip=common.VizTooltipOptions(mode=common.TooltipDisplayMode.MULTI,
                                                                                   sort=common.SortOrder.DESCENDING))
 
@@ -152,7 +155,8 @@ class Stat(Panel):
     def options(self) -> stat.Options:
         return stat.Options(color_mode=common.BigValueColorMode.VALUE, justify_mode=common.BigValueJustifyMode.AUTO,
                             graph_mode=common.BigValueGraphMode.AREA if self.graph else common.BigValueGraphMode.NONE,
-                            orientation=common.VizOrientation.AUTO, percent_change_color_mode=common.PercentChangeColorMode.STANDARD,
+                            orientation=common.VizOrientation.AUTO,
+                            percent_change_color_mode=common.PercentChangeColorMode.STANDARD,
                             reduce_options=_reduce(), show_percent_change=False, text_mode=common.BigValueTextMode.AUTO,
                             wide_layout=True)
 
@@ -175,7 +179,8 @@ class BarGauge(Panel):
     type: ClassVar[str] = "bargauge"
 
     def options(self) -> bargauge.Options:
-        return bargauge.Options(display_mode=common.BarGaugeDisplayMode.GRADIENT, name_placement=common.BarGaugeNamePlacement.AUTO,
+        return bargauge.Options(display_mode=common.BarGaugeDisplayMode.GRADIENT,
+                                name_placement=common.BarGaugeNamePlacement.AUTO,
                                 orientation=common.VizOrientation.HORIZONTAL, reduce_options=_reduce(), show_unfilled=True,
                                 sizing=common.BarGaugeSizing.AUTO, value_mode=common.BarGaugeValueMode.COLOR)
 
@@ -197,7 +202,8 @@ class Table(Panel):
         return table.FieldConfig(align=common.FieldTextAlignment.AUTO, cell_options=common.TableAutoCellOptions(), inspect=False)
 
     def options(self) -> table.Options:
-        return table.Options(cell_height=common.TableCellHeight.SM, footer=common.TableFooterOptions(show=False, reducer=["sum"], fields=[]),
+        footer = common.TableFooterOptions(show=False, reducer=["sum"], fields=[])
+        return table.Options(cell_height=common.TableCellHeight.SM, footer=footer,
                              frame_index=0, show_header=True)
 
     def transformations(self) -> list[dict[str, Any]]:
@@ -227,7 +233,8 @@ class Heatmap(Panel):
     def options(self) -> heatmap.Options:
         return heatmap.Options(
             calculate=False, cell_gap=1,
-            color=heatmap.HeatmapColorOptions(exponent=0.5, fill="dark-orange", mode=heatmap.HeatmapColorMode.SCHEME, reverse=False,
+            color=heatmap.HeatmapColorOptions(exponent=0.5, fill="dark-orange", mode=heatmap.HeatmapColorMode.SCHEME,
+                                              reverse=False,
                                               scale=heatmap.HeatmapColorScale.EXPONENTIAL, scheme="Oranges", steps=64),
             exemplars=heatmap.ExemplarConfig(color="rgba(255,0,255,0.7)"), filter_values=heatmap.FilterValueRange(le=1e-9),
             legend=heatmap.HeatmapLegend(show=True), rows_frame=heatmap.RowsHeatmapOptions(layout=common.HeatmapCellLayout.AUTO),
@@ -300,7 +307,8 @@ class Annotation:
 
 Variable = DatasourceVariable | QueryVariable
 
-GRAFANA_ANNOTATIONS = dashboard.AnnotationQuery(built_in=1, datasource=dashboard.DataSourceRef(type_val="grafana", uid="-- Grafana --"),
+GRAFANA_ANNOTATIONS = dashboard.AnnotationQuery(built_in=1,
+                                               datasource=dashboard.DataSourceRef(type_val="grafana", uid="-- Grafana --"),
                                                enable=True, hide=True, icon_color="rgba(0, 211, 255, 1)",
                                                name="Annotations & Alerts", type_val="dashboard")
 
@@ -373,14 +381,18 @@ def _panel_model(panel: Panel, panel_id: int, grid: dict[str, int]) -> dashboard
                                    else dashboard.FieldColorModeId.THRESHOLDS),
         mappings=[dashboard.ValueMap(options={value: dashboard.ValueMappingResult(text=text, color=colour, index=i)})
                   for i, (value, text, colour) in enumerate(panel.mappings)],
-        thresholds=dashboard.ThresholdsConfig(mode=dashboard.ThresholdsMode.ABSOLUTE,
-                                              steps=[dashboard.Threshold(value=value, color=colour) for value, colour in panel.thresholds]))
-    repeat = {"repeat": panel.repeat, "repeat_direction": "h", "max_per_row": max(1, GRID_COLUMNS // panel.width)} if panel.repeat else {}
+        thresholds=dashboard.ThresholdsConfig(
+            mode=dashboard.ThresholdsMode.ABSOLUTE,
+            steps=[dashboard.Threshold(value=value, color=colour) for value, colour in panel.thresholds]))
+    repeat: dict[str, Any] = {}
+    if panel.repeat:
+        repeat = {"repeat": panel.repeat, "repeat_direction": "h", "max_per_row": max(1, GRID_COLUMNS // panel.width)}
     return dashboard.Panel(
         type_val=panel.type, id_val=panel_id, title=panel.title, description=describe(panel), datasource=_DATASOURCE_REF,
         grid_pos=dashboard.GridPos(**grid), targets=[t.model(chr(ord("A") + i)) for i, t in enumerate(panel.targets)],
         transformations=[dashboard.DataTransformerConfig(id_val=t["id"], options=t["options"]) for t in panel.transformations()],
-        options=panel.options(), field_config=dashboard.FieldConfigSource(defaults=defaults, overrides=_overrides(panel)), **repeat)
+        options=panel.options(), field_config=dashboard.FieldConfigSource(defaults=defaults, overrides=_overrides(panel)),
+        **repeat)
 
 
 def layout(rows: tuple[Row, ...]) -> list[tuple[Row | Panel, dict[str, int]]]:
@@ -418,9 +430,9 @@ def dashboard_model(board: Dashboard) -> dashboard.Dashboard:
         templating=dashboard.DashboardDashboardTemplating(list_val=[v.model() for v in board.variables]),
         time=dashboard.DashboardDashboardTime(from_val=board.time_from, to="now"),
         timepicker=dashboard.TimePickerConfig(refresh_intervals=list(REFRESH_INTERVALS)),
-        links=[dashboard.DashboardLink(as_dropdown=False, icon="external link", include_vars=True, keep_time=True, tags=["rewardscope"],
-                                       target_blank=False, title="rewardscope", tooltip="", type_val=dashboard.DashboardLinkType.DASHBOARDS,
-                                       url="")])
+        links=[dashboard.DashboardLink(as_dropdown=False, icon="external link", include_vars=True, keep_time=True,
+                                       tags=["rewardscope"], target_blank=False, title="rewardscope", tooltip="",
+                                       type_val=dashboard.DashboardLinkType.DASHBOARDS, url="")])
 
 
 def render_dashboard(board: Dashboard) -> dict[str, Any]:

@@ -22,7 +22,8 @@ DEFAULT_DIRECTORY = "deploy/kubernetes"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--root", default=".", help="checkout root (default: the current directory)")
     parser.add_argument("--out", help=f"directory of the manifests (default: ROOT/{DEFAULT_DIRECTORY})")
-    parser.add_argument("--release", help="add the label release=RELEASE (kube-prometheus-stack selects monitors and rules by it)")
+    parser.add_argument("--release",
+                        help="add the label release=RELEASE (kube-prometheus-stack selects monitors and rules by it)")
     parser.add_argument("--check", action="store_true", help="write nothing; exit 1 when a manifest is stale")
 
 
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:  # the dashboards need grafana-foundation-sdk, an extra
         print(f"rewardscope deploy needs Grafana's models: pip install 'rewardscope[dashboards]' ({error})", file=sys.stderr)
         return 2
-    stale = [name for name, text in files.items() if not (out / name).is_file() or (out / name).read_text(encoding="utf-8") != text]
+    stale = [name for name, text in files.items()
+             if not (out / name).is_file() or (out / name).read_text(encoding="utf-8") != text]
     if args.check:
         for name in stale:
             print(f"stale: {out / name} (run `rewardscope deploy`)", file=sys.stderr)
