@@ -127,7 +127,7 @@ class AlertPack:
         changed = {}
         for rule_id, changes in overrides.alerts.items():
             rule = self.rule(rule_id)
-            kwargs = {("for_" if k == "for" else k): (tuple(v) if isinstance(v, list) else v) for k, v in changes.items()}
+            kwargs: dict[str, Any] = {("for_" if k == "for" else k): (tuple(v) if isinstance(v, list) else v) for k, v in changes.items()}
             try:
                 changed[rule_id] = dataclasses.replace(rule, **kwargs)
             except TypeError as error:
@@ -168,10 +168,10 @@ def parse_pack(data: Any, source: str = "<memory>") -> AlertPack:
     for position, entry in enumerate(alerts):
         entry = _mapping(entry, f"{source}: alert #{position + 1}")
         name = entry.get("id", f"#{position + 1}")
-        unknown = sorted(set(entry) - known)
-        if unknown:
-            raise RuleError(f"{source}: alert {name}: unknown keys {unknown}; known keys: {', '.join(sorted(known))}")
-        kwargs = {("for_" if k == "for" else k): (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()}
+        unknown_keys = sorted(set(entry) - known)
+        if unknown_keys:
+            raise RuleError(f"{source}: alert {name}: unknown keys {unknown_keys}; known keys: {', '.join(sorted(known))}")
+        kwargs: dict[str, Any] = {("for_" if k == "for" else k): (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()}
         kwargs.setdefault("cooldown_steps", settings.cooldown_steps)
         try:
             rules.append(Rule(**kwargs))

@@ -389,7 +389,7 @@ def _panel_model(panel: Panel, panel_id: int, grid: dict[str, int]) -> dashboard
         repeat = {"repeat": panel.repeat, "repeat_direction": "h", "max_per_row": max(1, GRID_COLUMNS // panel.width)}
     return dashboard.Panel(
         type_val=panel.type, id_val=panel_id, title=panel.title, description=describe(panel), datasource=_DATASOURCE_REF,
-        grid_pos=dashboard.GridPos(**grid), targets=[t.model(chr(ord("A") + i)) for i, t in enumerate(panel.targets)],
+        grid_pos=_grid(grid), targets=[t.model(chr(ord("A") + i)) for i, t in enumerate(panel.targets)],
         transformations=[dashboard.DataTransformerConfig(id_val=t["id"], options=t["options"]) for t in panel.transformations()],
         options=panel.options(), field_config=dashboard.FieldConfigSource(defaults=defaults, overrides=_overrides(panel)),
         **repeat)
@@ -413,12 +413,18 @@ def layout(rows: tuple[Row, ...]) -> list[tuple[Row | Panel, dict[str, int]]]:
     return placed
 
 
+def _grid(grid: dict[str, int]) -> dashboard.GridPos:
+    return dashboard.GridPos(h=grid["h"], w=grid["w"], x=grid["x"], y=grid["y"])
+
+
 def dashboard_model(board: Dashboard) -> dashboard.Dashboard:
     """The dashboard as Grafana's typed model (grafana-foundation-sdk)."""
+    # Prometheus annotation queries stay plain mappings: their fields are the datasource's (see Annotation.to_json).
+    annotations: list[Any] = [GRAFANA_ANNOTATIONS, *(a.to_json() for a in board.annotations)]
     panels: list[dashboard.Panel | dashboard.RowPanel] = []
     for panel_id, (item, grid) in enumerate(layout(board.rows), start=1):
         if isinstance(item, Row):
-            panels.append(dashboard.RowPanel(collapsed=False, grid_pos=dashboard.GridPos(**grid), id_val=panel_id, panels=[],
+            panels.append(dashboard.RowPanel(collapsed=False, grid_pos=_grid(grid), id_val=panel_id, panels=[],
                                              title=item.title))
         else:
             panels.append(_panel_model(item, panel_id, grid))
@@ -426,7 +432,7 @@ def dashboard_model(board: Dashboard) -> dashboard.Dashboard:
         uid=board.uid, title=board.title, description=board.description, editable=True, fiscal_year_start_month=0,
         graph_tooltip=dashboard.DashboardCursorSync(board.graph_tooltip), panels=panels, refresh=board.refresh,
         schema_version=SCHEMA_VERSION, tags=list(board.tags), timezone="browser", version=1, week_start="",
-        annotations=dashboard.AnnotationContainer(list_val=[GRAFANA_ANNOTATIONS, *(a.to_json() for a in board.annotations)]),
+        annotations=dashboard.AnnotationContainer(list_val=annotations),
         templating=dashboard.DashboardDashboardTemplating(list_val=[v.model() for v in board.variables]),
         time=dashboard.DashboardDashboardTime(from_val=board.time_from, to="now"),
         timepicker=dashboard.TimePickerConfig(refresh_intervals=list(REFRESH_INTERVALS)),
