@@ -42,10 +42,15 @@ GROUP_WAIT = {"critical": 5.0, "error": 5.0}  # alerting/alertmanager.yml; 10 s 
 STALL_FLOOR = 300.0 + 30.0  # GRPORunStalled: max(300 s, 10 x median step) + for 30s
 
 
-def first_message(sink: SlackSink, run_id: str, alertname: str, severity: str) -> float | None:
+def first_message(sink: SlackSink, run_id: str, alertname: str, severity: str, reward_fn: str = "") -> float | None:
+    """Arrival of the first firing message of this alert in this run that lists the instance (its reward function)."""
     prefix = f"{alertname} in run {run_id} ({severity})"
-    titles = [(t, p["attachments"][0]["title"]) for t, p in sink.received()]
-    times = [t for t, title in titles if title.startswith("[FIRING") and prefix in title]
+    times = []
+    for arrival, payload in sink.received():
+        message = payload["attachments"][0]
+        lists_it = not reward_fn or f"Reward function: `{reward_fn}`" in message["text"]
+        if message["title"].startswith("[FIRING") and prefix in message["title"] and lists_it:
+            times.append(arrival)
     return min(times) if times else None
 
 
@@ -89,8 +94,9 @@ def main() -> None:
                     if key in in_process:
                         continue  # a repeat: Alertmanager's group already notified
                     in_process.add(key)
-                    arrival = first_message(sink, run.run_id, event.alertname, event.severity)
+                    arrival = first_message(sink, run.run_id, event.alertname, event.severity, key[3])
                     fired_at = run.step_times[event.step]
+                    # An instance that joins a group already notified waits for the group's next flush (group_interval 1 m).
                     floor = SCRAPE + EVALUATION + GROUP_WAIT.get(event.severity, 10.0)
                     delays.append({"run": run.run_id, "alert": f"{event.alertname}/{event.severity}", "reward_fn": key[3],
                                    "fired_step": event.step,
