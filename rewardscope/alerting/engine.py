@@ -18,6 +18,12 @@ state on steps without a measurement, as /metrics keeps their last value.
 
 PromQL rules (liveness) are skipped: only Prometheus sees a run that stopped.
 
+``instance_states()`` lists every instance of the bound run with whether it fires and how many
+times it started firing; the monitor exports them (``grpo_alert_active``,
+``grpo_alert_activations_total``) and the compiled Prometheus rules read them, so Prometheus
+fires the alerts this engine fires whatever the step rate (rewardscope/alerting/compiler.py).
+``median_step_seconds()`` is the median time between recent steps, for GRPORunStalled.
+
 Usage::
 
     from rewardscope import RewardMonitor
