@@ -278,9 +278,14 @@ class QueryVariable:
     include_all: bool = True
     all_value: str | None = ".*"
     sort: int = 1  # 1 = alphabetical ascending, 2 = descending
+    default: str | None = None  # the value selected when the dashboard opens (None: Grafana picks)
 
     def model(self) -> dashboard.VariableModel:
-        return dashboard.VariableModel(
+        current = None
+        if self.default is not None:
+            value: str | list[str] = [self.default] if self.multi else self.default
+            current = dashboard.VariableOption(selected=True, text=value, value=value)
+        return dashboard.VariableModel(current=current,
             type_val=dashboard.VariableType.QUERY, name=self.name, label=self.label, query=self.query, datasource=_DATASOURCE_REF,
             hide=dashboard.VariableHide.DONT_HIDE, include_all=self.include_all, multi=self.multi, options=[],
             refresh=dashboard.VariableRefresh.ON_TIME_RANGE_CHANGED, regex="", skip_url_sync=False,
@@ -327,6 +332,7 @@ class Dashboard:
     refresh: str = "10s"
     time_from: str = "now-1h"
     graph_tooltip: int = 1  # shared crosshair
+    runbook_url: str | None = None  # a link to the alert runbooks in the dashboard's header
 
     @property
     def filename(self) -> str:
@@ -436,9 +442,19 @@ def dashboard_model(board: Dashboard) -> dashboard.Dashboard:
         templating=dashboard.DashboardDashboardTemplating(list_val=[v.model() for v in board.variables]),
         time=dashboard.DashboardDashboardTime(from_val=board.time_from, to="now"),
         timepicker=dashboard.TimePickerConfig(refresh_intervals=list(REFRESH_INTERVALS)),
-        links=[dashboard.DashboardLink(as_dropdown=False, icon="external link", include_vars=True, keep_time=True,
-                                       tags=["rewardscope"], target_blank=False, title="rewardscope", tooltip="",
-                                       type_val=dashboard.DashboardLinkType.DASHBOARDS, url="")])
+        links=_links(board))
+
+
+def _links(board: Dashboard) -> list[dashboard.DashboardLink]:
+    links = [dashboard.DashboardLink(as_dropdown=False, icon="external link", include_vars=True, keep_time=True,
+                                     tags=["rewardscope"], target_blank=False, title="rewardscope", tooltip="",
+                                     type_val=dashboard.DashboardLinkType.DASHBOARDS, url="")]
+    if board.runbook_url:
+        links.append(dashboard.DashboardLink(as_dropdown=False, icon="doc", include_vars=False, keep_time=False, tags=[],
+                                             target_blank=True, title="Alert runbooks",
+                                             tooltip="What each alert means and what to do",
+                                             type_val=dashboard.DashboardLinkType.LINK, url=board.runbook_url))
+    return links
 
 
 def render_dashboard(board: Dashboard) -> dict[str, Any]:
