@@ -46,6 +46,7 @@ from .alerting.exposition import alert_state
 from .alerting.events import AlertEvent, format_alert
 from .exporter.base import FanOut, Sink
 from .exporter.console import AlertPrinter
+from .exporter.evidence import EvidenceSink
 from .exporter.prometheus import DEFAULT_HOST, PrometheusSink
 from .exporter.record import StepRecord, TrendKey
 from .exporter.runstore import RunStoreSink
@@ -58,6 +59,7 @@ from .metrics.layout import StepLayout, StepMetrics
 from .metrics.step import FunctionTable, RewardStatistics, StepInputError, compute_reward_statistics
 from .metrics.training import compute_training_statistics
 from .metrics.window import TrendSet
+from .provenance import record_provenance
 
 __all__ = ["RewardMonitor", "AlertEvaluator", "Detector", "format_alert"]
 
@@ -114,7 +116,8 @@ class RewardMonitor:
                  alert_printer: Callable[[str], None] | None = None, log_distributions: bool = False,
                  window_size: int = 100, run_info: Mapping[str, str] | None = None, config: Mapping[str, Any] | None = None,
                  max_completion_length: int | None = None, detectors: Sequence[Detector] | None = None,
-                 extra_sinks: Sequence[Sink] = (), on_bad_input: str = "skip", resume_after_step: int | None = None) -> None:
+                 extra_sinks: Sequence[Sink] = (), on_bad_input: str = "skip", resume_after_step: int | None = None,
+                 provenance: Mapping[str, Any] | None = None) -> None:
         _check_run_id(run_id)
         if on_bad_input not in ("skip", "raise"):
             raise ValueError("on_bad_input must be 'skip' or 'raise'")
@@ -159,6 +162,10 @@ class RewardMonitor:
             try:
                 self.store = RunStoreSink(run_dir, run_id, self.layout, manifest_extra=manifest,
                                           log_distributions=log_distributions, resume_after_step=resume_after_step)
+                if provenance is not None:
+                    record_provenance(self.store.directory, provenance, self.store.last_step)
+                evidence = EvidenceSink(self.store.directory, self._names, [s.weight for s in self.specs],
+                                        resume_after_step=resume_after_step)
             except BaseException:
                 self.prometheus.linger_seconds = 0.0
                 self.prometheus.close({})
@@ -167,7 +174,7 @@ class RewardMonitor:
         self.registry = self.prometheus.registry
         self.server = self.prometheus.server
         self.alert_printer = AlertPrinter(alert_printer, enabled=print_alerts)
-        sinks: list[Sink] = [self.store] if self.store is not None else []
+        sinks: list[Sink] = [self.store, evidence] if self.store is not None else []
         self.fanout = FanOut(sinks + [self.prometheus, self.alert_printer, *extra_sinks])
         self._last_monotonic: float | None = None
         self._steps_recorded = 0
@@ -251,7 +258,7 @@ class RewardMonitor:
         try:
             self.fanout.write_step(record)
         except BaseException:
-            self.window.drop_last()  # the step was not stored: a retry must find the window as it was
+            self._trends.drop_last()  # the step was not stored: a retry must find the window as it was
             raise
         self._commit(record)
         return record
@@ -317,7 +324,8 @@ class RewardMonitor:
         return StepRecord(
             inputs.step, now, self.layout, row, metrics.rewards,
             samples=inputs.rewards.shape[1], tokens=inputs.tokens, duration_seconds=duration,
-            compute_seconds=time.perf_counter() - started, reward_bucket_counts=stats.bucket_counts,
+            compute_seconds=time.perf_counter() - started, bucket_layout=self._table.buckets,
+            reward_bucket_counts=stats.bucket_counts,
             reward_positive_sums=stats.positive_sums, reward_negative_sums=stats.negative_sums,
             reward_finite_counts=stats.bucket_totals,
             nonfinite_by_function=stats.per_function["grpo_reward_fn_nonfinite_samples"],

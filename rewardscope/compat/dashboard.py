@@ -48,7 +48,7 @@ log = logging.getLogger("rewardscope")
 DEFAULT_TENSORBOARD_DIR = "runs/tensorboard"
 
 
-class _MethodAsStep:
+class _MethodAsStep(Sink):
     """Presents one method of a sink as ``write_step`` so that FanOut's error counting covers it too."""
 
     loud = False

@@ -31,6 +31,7 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterable
 
+from ..metrics.layout import StepMetrics
 from .record import StepRecord
 
 log = logging.getLogger("rewardscope")
@@ -85,7 +86,8 @@ class FanOut:
             except Exception:  # a sink that cannot even count errors must not recurse into this path
                 log.debug("sink %s failed to count an error of %s", sink.name, failed, exc_info=True)
 
-    def write_step(self, record: StepRecord) -> None:
+    def write_step(self, record: StepMetrics) -> None:
+        """Every sink's write_step; the monitor passes StepRecords, the old DashboardManager plain StepMetrics."""
         for sink in self.sinks:
             self._call(sink, "write_step", record)
 

@@ -27,6 +27,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from ..alerting.events import AlertEvent
+from ..metrics.histograms import BucketLayout
 from ..metrics.layout import StepMetrics
 
 TrendKey = tuple[str, str, int]  # (metric, reward_fn or "", window in steps)
@@ -40,6 +41,7 @@ class StepRecord(StepMetrics):
     tokens: float | None = None
     duration_seconds: float | None = None
     compute_seconds: float = 0.0
+    bucket_layout: BucketLayout | None = None  # the reward histogram's bounds (rows: each function, then combined)
     # Histogram increments, rows: each reward function, then the combined reward.
     reward_bucket_counts: np.ndarray | None = None
     reward_positive_sums: np.ndarray | None = None

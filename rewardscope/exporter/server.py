@@ -116,6 +116,7 @@ class _BoundedServer(WSGIServer):
 
     def __init__(self, address: tuple[str, int], family: socket.AddressFamily, handler: type[_Handler], *,
                  backlog: int, workers: int, max_connections: int, ssl_context: ssl.SSLContext | None) -> None:
+        self._idle_timeout = handler.timeout
         self.address_family = family
         self.request_queue_size = backlog
         self.allow_reuse_address = True
@@ -133,7 +134,7 @@ class _BoundedServer(WSGIServer):
     def _serve(self, request: socket.socket, client_address: Any) -> None:
         try:
             if self._ssl_context is not None:
-                request.settimeout(self.RequestHandlerClass.timeout)
+                request.settimeout(self._idle_timeout)
                 request = self._ssl_context.wrap_socket(request, server_side=True)
             self.finish_request(request, client_address)
         except (OSError, ssl.SSLError) as error:
@@ -186,4 +187,4 @@ class MetricsServer:
 def _best_family(host: str, port: int) -> tuple[socket.AddressFamily, str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     family, _, _, _, sockaddr = infos[0]
-    return family, sockaddr[0]
+    return family, str(sockaddr[0])

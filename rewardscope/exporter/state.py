@@ -106,7 +106,7 @@ class RunState:
             if record.completion_lengths is not None:
                 self.length_histogram.observe_row(0, record.completion_lengths)
             if record.duration_seconds is not None:
-                self.duration_histogram.observe_row(0, np.array([record.duration_seconds]))
+                self.duration_histogram.observe_value(0, record.duration_seconds)
             self.slopes = record.slopes
             self._set_alert_state(record.alert_instances, record.median_step_seconds)
             for event in record.events:

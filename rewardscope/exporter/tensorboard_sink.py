@@ -39,6 +39,7 @@ from typing import Any, Sequence
 from ..alerting.events import AlertEvent
 from ..metrics.layout import StepMetrics
 from .wandb_sink import alert_scalars, mirror_key, mirror_scalars, reward_histograms
+from .base import Sink
 
 LAYOUT_TAG = "custom_scalars__config__"
 SUMMARY_TAG = "rewardscope/summary"
@@ -74,7 +75,7 @@ def _import_tensorboard() -> dict[str, Any]:
             "shape": tensor_shape_pb2, "types": types_pb2, "layout": layout_pb2}
 
 
-class TensorBoardSink:
+class TensorBoardSink(Sink):
     """Writes TensorBoard event files under ``log_dir``; see the module docstring."""
 
     name = "tensorboard"

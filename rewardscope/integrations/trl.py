@@ -27,6 +27,13 @@ Usage::
     trainer.train()
     monitor.close()
 
+The completion texts TRL hands to the reward functions go with each step
+(``record_step(prompts=, completions=)``), so an alert that fires keeps the completions
+behind it (evidence.jsonl). ``RewardScopeCallback(monitor, probes=ProbeRecorder(...))``
+also stores greedy answers to fixed probe prompts every K steps (probes.jsonl), and
+``RewardMonitor(..., provenance=collect_provenance(args.to_dict()))`` records versions,
+git commit and hardware in the manifest; ``rewardscope report`` shows all three.
+
 Set ``logging_steps=1`` for one monitor step per optimiser step: with a larger value
 each monitor step holds every completion scored since the previous log. With
 ``num_iterations > 1`` TRL reuses one batch of completions for several optimiser steps;
@@ -57,7 +64,7 @@ _TRL_SCALARS = {
 def reward_specs(reward_funcs: Sequence[Callable[..., Any]], weights: Sequence[float] | None = None) -> list[Any]:
     """``RewardFunctionSpec`` for each function: its ``__name__``, the TRL weight, and the
     range declared by ``min_value`` / ``max_value`` attributes when present."""
-    from rewardscope import RewardFunctionSpec
+    from ..metrics.functions import RewardFunctionSpec
 
     weights = list(weights) if weights is not None else [1.0] * len(reward_funcs)
     return [
@@ -69,9 +76,12 @@ def reward_specs(reward_funcs: Sequence[Callable[..., Any]], weights: Sequence[f
 class RewardScopeCallback(TrainerCallback):
     """Feeds TRL GRPOTrainer's per-sample rewards and logged values into a RewardMonitor."""
 
-    def __init__(self, monitor: Any, close_on_train_end: bool = False):
+    def __init__(self, monitor: Any, close_on_train_end: bool = False, probes: Any = None, probe_max_new_tokens: int = 64):
         self.monitor = monitor
         self.close_on_train_end = close_on_train_end
+        self.probes = probes  # a rewardscope.trainer.probes.ProbeRecorder, or None
+        self.probe_max_new_tokens = probe_max_new_tokens
+        self._texts: list[tuple[list[str], list[str]]] = []  # (prompts, completions) of each scoring call
         self._names: list[str] = []
         self._rewards: dict[str, list[np.ndarray]] = {}
         self._lengths: list[np.ndarray] = []
@@ -94,6 +104,9 @@ class RewardScopeCallback(TrainerCallback):
             ids = kwargs.get("completion_ids")
             if first and ids is not None:
                 self._lengths.append(np.array([len(i) for i in ids], dtype=np.float64))
+            if first:
+                self._texts.append(([_as_text(p) for p in kwargs.get("prompts") or []],
+                                    [_as_text(c) for c in kwargs.get("completions") or []]))
             return scores
 
         return wrapped
@@ -116,6 +129,9 @@ class RewardScopeCallback(TrainerCallback):
             self._last_num_tokens = num_tokens
         if lengths is not None and lengths.size != next(iter(rewards.values())).size:
             lengths = None
+        prompts = [p for chunk, _ in self._texts for p in chunk]
+        completions = [c for _, chunk in self._texts for c in chunk]
+        self._texts.clear()
         self.monitor.record_step(
             int(state.global_step),
             rewards,
@@ -123,6 +139,8 @@ class RewardScopeCallback(TrainerCallback):
             completion_lengths=lengths,
             max_completion_length=getattr(args, "max_completion_length", None),
             tokens=tokens,
+            prompts=prompts or None,
+            completions=completions or None,
             **values,
         )
         self.recorded_steps.append(int(state.global_step))
@@ -132,6 +150,15 @@ class RewardScopeCallback(TrainerCallback):
         for chunks in self._rewards.values():
             chunks.clear()
         self._lengths.clear()
+        self._texts.clear()
+
+    def on_step_end(self, args: Any, state: Any, control: Any, model: Any = None, processing_class: Any = None,
+                    **kwargs: Any) -> None:
+        if self.probes is not None and model is not None and processing_class is not None:
+            from rewardscope.trainer.probes import hf_greedy_answers
+
+            self.probes.record_if_due(int(state.global_step),
+                                      lambda prompts: hf_greedy_answers(model, processing_class, prompts, self.probe_max_new_tokens))
 
     def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if self.close_on_train_end:
@@ -157,6 +184,13 @@ def trl_advantages(rewards: dict[str, np.ndarray], names: Sequence[str], args: A
     elif scale == "batch":
         centred = centred / (total.std(ddof=1) + 1e-4)
     return centred
+
+
+def _as_text(item: Any) -> str:
+    """A prompt or completion as text: conversational ones (lists of messages) give their last message's content."""
+    if isinstance(item, list) and item and isinstance(item[-1], dict):
+        return str(item[-1].get("content", ""))
+    return str(item)
 
 
 def _finite(value: Any) -> float | None:

@@ -93,7 +93,8 @@ class FunctionTable:
         low = np.array([nan if s.min_value is None else s.min_value for s in specs], dtype=np.float64)
         high = np.array([nan if s.max_value is None else s.max_value for s in specs], dtype=np.float64)
         declared = combined_range(specs)
-        edges = [linear_edges(s.min_value, s.max_value) if s.has_range else DEFAULT_REWARD_EDGES for s in specs]
+        edges = [linear_edges(s.min_value, s.max_value) if s.min_value is not None and s.max_value is not None
+                 else DEFAULT_REWARD_EDGES for s in specs]
         edges.append(linear_edges(*declared) if declared else DEFAULT_REWARD_EDGES)
         never_negative = np.append(low >= 0, declared is not None and declared[0] >= 0)
         return cls(specs, weights, low, high, declared, BucketLayout(edges), never_negative)
@@ -218,7 +219,7 @@ def _contributions(weights: np.ndarray, sums: np.ndarray) -> np.ndarray:
     return mass / total if total > 0 else np.zeros_like(mass)
 
 
-def _saturation(hit: np.ndarray, bound: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+def _saturation(hit: np.ndarray, bound: np.ndarray, valid: np.ndarray | np.bool_ | None = None) -> np.ndarray:
     if valid is None:
         ratio = np.count_nonzero(hit, axis=1) / hit.shape[1]
     else:

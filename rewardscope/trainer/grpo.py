@@ -29,6 +29,8 @@ import errno
 import logging
 import math
 import random
+import shutil
+import socket
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -50,6 +52,7 @@ from rewardscope.trainer.generation import (
 )
 from rewardscope.trainer.models import apply_lora, eos_token_ids, load_model_and_tokenizer
 from rewardscope.trainer.objective import group_advantages, grpo_token_loss, loss_weights
+from rewardscope.trainer.probes import trainer_probes
 from rewardscope.trainer.rewards import RewardFunction, is_correct, resolve_reward_functions
 
 log = logging.getLogger("rewardscope.trainer")
@@ -92,6 +95,9 @@ class TrainResult:
     monitor_seconds: list[float] = field(default_factory=list)
     eval_accuracy: dict[int, float] = field(default_factory=dict)
     final_metrics: dict[str, float] = field(default_factory=dict)
+    # None when alerts were not evaluated (--no-enable-alerts); "alertname/severity" -> times fired.
+    alerts_fired: dict[str, float] | None = None
+    alerts_firing: list[str] = field(default_factory=list)  # alerts still firing at the end, one line each
 
     @property
     def steps_completed(self) -> int:
@@ -155,7 +161,9 @@ def _mirror_sinks(config: TrainConfig) -> list[Any]:
 
 
 def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resume_after_step: int | None) -> Any:
-    from rewardscope import RewardFunctionSpec, RewardMonitor
+    from ..metrics.functions import RewardFunctionSpec
+    from ..monitor import RewardMonitor
+    from ..provenance import collect_provenance
 
     specs = [RewardFunctionSpec(f.name, f.weight, f.min_value, f.max_value) for f in functions]
     kwargs = dict(
@@ -172,15 +180,53 @@ def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resu
         max_completion_length=config.max_generation_steps,
         on_bad_input="raise",
         resume_after_step=resume_after_step,
+        provenance=collect_provenance({k: v for k, v in config.to_dict().items() if k != "resume"}),
     )
+    run_directory = Path(config.monitoring_dir) / config.run_name
+    existed = run_directory.exists()
     try:
         return RewardMonitor(config.run_name, specs, alerts=config.enable_alerts, **kwargs)
-    except OSError as exc:
+    except BaseException as exc:
+        if not existed:  # a run that never started leaves no directory behind for `summary` to misread
+            shutil.rmtree(run_directory, ignore_errors=True)
         # The /metrics server could not bind (the monitor says so in its message); a
         # settings problem for the user, not a crash.
-        if config.prometheus and (exc.errno in (None, errno.EADDRINUSE, errno.EACCES)) and "/metrics" in str(exc):
-            raise ConfigError(f"{exc} (--prometheus-port 0 picks a free port; --no-prometheus turns it off)") from exc
+        if isinstance(exc, OSError) and config.prometheus and exc.errno in (None, errno.EADDRINUSE, errno.EACCES) \
+                and "/metrics" in str(exc):
+            raise ConfigError(f"{exc} {_PORT_HINT}") from exc
         raise
+
+
+_PORT_HINT = "(--prometheus-port 0 picks a free port; --no-prometheus turns it off)"
+
+
+def check_metrics_port(config: TrainConfig) -> None:
+    """Fail fast, before the model loads, when /metrics cannot bind its port.
+
+    Binds and closes a socket as the /metrics server will (SO_REUSEADDR); port 0 always
+    binds. The server binds again later, so a port taken in between still fails there.
+    """
+    if not config.prometheus or not config.prometheus_port:
+        return
+    host, port = config.prometheus_host, config.prometheus_port
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror (an unknown host) included
+        raise ConfigError(f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc} {_PORT_HINT}") from None
+
+
+def alerts_still_firing(monitor: Any) -> list[str]:
+    """One line per in-process alert instance firing now, e.g. ``GRPOKLTooHigh (warning)``."""
+    firing = getattr(monitor.alert_engine, "firing", None)
+    if firing is None:
+        return []
+    lines = []
+    for rule, reward_fn in firing():
+        lines.append(f"{rule.alert} ({rule.severity}" + (f", reward_fn={reward_fn})" if reward_fn else ")"))
+    return sorted(lines)
 
 
 def enable_checkpointing(model: Any) -> None:
@@ -378,10 +424,7 @@ class GRPOTrainer:
 
     def restore(self, path: Path, state: dict[str, Any]) -> None:
         checkpoints.load_trainable_weights(path, self.model)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
-        checkpoints.restore_rng_state(state["rng"], self.sampling_generator)
+        checkpoints.restore_training_state(path, state, self.optimizer, self.scheduler, self.sampler, self.sampling_generator)
 
 
 # Settings a resumed run must share with the checkpoint: they shape the model, the data
@@ -435,6 +478,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
     store = Path(config.monitoring_dir) / config.run_name / "steps.jsonl"
     if resume_state is None and store.is_file() and store.stat().st_size > 0:
         raise ConfigError(f"run {config.run_name!r} already has steps in {store.parent}; use --resume or another --run-name")
+    check_metrics_port(config)
 
     trainer = GRPOTrainer(config)
     if resume_path is not None:
@@ -455,6 +499,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
     monitor = _make_monitor(config, trainer.functions, resume_after_step=start_step if resume_state else None)
     result.run_directory = monitor.run_directory
     result.prometheus_port = monitor.prometheus_port
+    probes = trainer_probes(trainer, monitor.run_directory, start_step if resume_state else None)
     progress = _progress_bar(config, start_step)
     # The state at the start of the next step: what a checkpoint of the last completed
     # step must hold, even when an interrupt lands in the middle of a step.
@@ -497,6 +542,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
                     learning_rate=figures["learning_rate"],
                     eval_accuracy=eval_accuracy,
                     tokens=tokens,
+                    prompts=prompts,
+                    completions=texts,
                 )
                 finished = time.perf_counter()
                 monitor_seconds = finished - monitor_started
@@ -508,6 +555,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
                 result.reward_mean.append(float("nan") if reward_mean is None else reward_mean)
                 result.step_seconds.append(step_seconds)
                 result.monitor_seconds.append(monitor_seconds)
+                if probes is not None:  # greedy: leaves the sampling state (boundary) as it is
+                    probes.record_if_due(step, lambda _: trainer.rollout(trainer.eval_problems[: config.probe_count], 1,
+                                                                         greedy=True)[1])
                 if eval_accuracy is not None:
                     result.eval_accuracy[step] = eval_accuracy
                 if config.save_interval and (step % config.save_interval == 0 or step == config.num_steps):
@@ -527,6 +577,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
         latest = monitor.latest
         if latest is not None:
             result.final_metrics = latest.as_dict()
+        if monitor.alert_engine is not None:
+            result.alerts_fired = dict(monitor.summary()["alerts_fired"])
+            result.alerts_firing = alerts_still_firing(monitor)
     return result
 
 

@@ -158,7 +158,8 @@ def test_slack_template_names_run_function_value_threshold_and_links(amtool, tmp
     assert render(amtool, tmp_path, data, "title_link") == "http://localhost:3000/d/rewardscope-overview?var-run_id=run-7"
     assert render(amtool, tmp_path, data, "color") == "danger"
     links = ("<http://localhost:3000/d/rewardscope-overview?var-run_id=run-7|Dashboard>  "
-             "• <https://runbooks.example/docs/runbooks.md#grpononfiniterewards|Runbook>  • <http://127.0.0.1:9090/graph|Prometheus graph>\n")
+             "• <https://runbooks.example/docs/runbooks.md#grpononfiniterewards|Runbook>  • <http://127.0.0.1:9090/graph|Prometheus graph>\n"
+             "• Charts and the completions behind it: `rewardscope report monitoring_data/run-7 -o report.html`\n")
     assert render(amtool, tmp_path, data, "text") == (
         "*check_answer returns non-finite rewards*\n"
         "About run-7.\n"

@@ -10,6 +10,8 @@ import subprocess
 
 import numpy as np
 import pytest
+
+pytest.importorskip("hypothesis", reason="the fuzz tests need hypothesis (rewardscope[dev])")
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
