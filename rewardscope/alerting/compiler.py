@@ -46,7 +46,8 @@ Usage::
 from __future__ import annotations
 
 import string
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
@@ -122,7 +123,7 @@ def compile_rule(rule: Rule, pack: AlertPack, matchers: Sequence[str] = ()) -> d
     return {**compiled, "labels": labels, "annotations": annotations}
 
 
-def recording_rules(job: str) -> list[dict[str, str]]:
+def recording_rules(job: str) -> list[dict[str, Any]]:
     """Recording rules for the heavy queries of the dashboards and of a fleet's central Prometheus.
 
     Per run (``run:``) or per run and reward function (``run_fn:``), over a fixed 1 m window:
@@ -166,7 +167,7 @@ def compile_groups(pack: AlertPack, overrides: Sequence[Overrides] = ()) -> list
             overridden = pack.with_overrides(o)
             if overridden.rule(rule.id).enabled:
                 target.append(compile_rule(overridden.rule(rule.id), overridden, [f'run_id="{o.run_id}"']))
-    groups[RECORDING_GROUP] = recording_rules(pack.settings.job)  # type: ignore[assignment]
+    groups[RECORDING_GROUP] = list(recording_rules(pack.settings.job))
     return [{"name": name, "rules": rules} for name, rules in groups.items() if rules]
 
 

@@ -41,8 +41,8 @@ import os
 import statistics
 import time
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 from ..metrics.catalogue import metric
 from .events import AlertEvent, AlertState
@@ -93,17 +93,19 @@ class AlertEngine:
         self.bind("", ())
 
     @classmethod
-    def default(cls, overrides: OverridesSource | Sequence[OverridesSource] | None = None) -> "AlertEngine":
+    def default(cls, overrides: OverridesSource | Sequence[OverridesSource] | None = None) -> AlertEngine:
         """The engine of the default pack, with optional overrides (mapping, file path, or a list of them)."""
         return cls.from_file(None, overrides)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike | None, overrides: OverridesSource | Sequence[OverridesSource] | None = None) -> "AlertEngine":
+    def from_file(cls, path: str | os.PathLike | None, overrides: OverridesSource | Sequence[OverridesSource] | None = None) -> AlertEngine:
         if overrides is None:
-            overrides = []
-        elif not isinstance(overrides, (list, tuple)):
-            overrides = [overrides]
-        return cls(load_pack(path), overrides)
+            sources: list[OverridesSource] = []
+        elif isinstance(overrides, (list, tuple)):
+            sources = list(overrides)
+        else:
+            sources = [overrides]  # type: ignore[list-item]  # one source: a mapping, a path or an Overrides
+        return cls(load_pack(path), sources)
 
     # ------------------------------------------------------------------ AlertEvaluator protocol
     def bind(self, run_id: str, reward_functions: Sequence[str]) -> None:
@@ -118,7 +120,7 @@ class AlertEngine:
 
     def trend_requirements(self) -> list[tuple[str, int]]:
         """(metric, window_steps) of every trend rule, each once."""
-        return list(dict.fromkeys((r.metric, r.window_steps) for r in self.rules if r.kind == "trend"))
+        return list(dict.fromkeys((str(r.metric), int(r.window_steps or 0)) for r in self.rules if r.kind == "trend"))
 
     def evaluate(self, metrics, slopes: Mapping[TrendKey, float | None]) -> list[AlertEvent]:
         """Evaluate every rule on one step; returns the firing and resolved transitions."""
@@ -135,12 +137,13 @@ class AlertEngine:
         self._last_timestamp = timestamp
         events: list[AlertEvent] = []
         for rule in self.rules:
-            sticky = metric(rule.metric).sticky and rule.kind == "threshold"
+            name = str(rule.metric)  # step rules always have one (Rule validates it)
+            sticky = metric(name).sticky and rule.kind == "threshold"
             for fn in rule.functions(self.reward_functions):
                 if rule.kind == "trend":
-                    value = slope_of(rule.metric, fn, rule.window_steps)
+                    value = slope_of(name, fn, int(rule.window_steps or 0))
                 else:
-                    value = value_of(rule.metric, fn)
+                    value = value_of(name, fn)
                 if value is None and sticky:
                     continue  # not measured this step: keep the state, as /metrics keeps the last value
                 event = self._step_instance(rule, fn, value, step, timestamp)

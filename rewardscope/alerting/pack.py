@@ -43,9 +43,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 import yaml
 
@@ -121,7 +122,7 @@ class AlertPack:
                 return rule
         raise KeyError(f"no alert {rule_id!r} in {self.source}; alerts: {', '.join(r.id for r in self.rules)}")
 
-    def with_overrides(self, overrides: Overrides) -> "AlertPack":
+    def with_overrides(self, overrides: Overrides) -> AlertPack:
         """This pack with ``overrides`` applied (to every run: its run_id is not looked at here)."""
         settings = dataclasses.replace(self.settings, **dict(overrides.settings)) if overrides.settings else self.settings
         changed = {}
@@ -142,7 +143,7 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _read_yaml(path: Union[str, os.PathLike]) -> Any:
+def _read_yaml(path: str | os.PathLike) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f)
@@ -180,13 +181,13 @@ def parse_pack(data: Any, source: str = "<memory>") -> AlertPack:
     return AlertPack(settings, tuple(rules), source)
 
 
-def load_pack(path: Union[str, os.PathLike, None] = None) -> AlertPack:
+def load_pack(path: str | os.PathLike | None = None) -> AlertPack:
     """Read a pack file; the default pack when ``path`` is None."""
     path = DEFAULT_PACK_PATH if path is None else Path(path)
     return parse_pack(_read_yaml(path), str(path))
 
 
-OverridesSource = Union[Overrides, Mapping[str, Any], str, os.PathLike]
+OverridesSource = Overrides | Mapping[str, Any] | str | os.PathLike
 
 
 def load_overrides(source: OverridesSource) -> Overrides:

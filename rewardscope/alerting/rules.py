@@ -43,8 +43,9 @@ from __future__ import annotations
 import math
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from ..metrics.catalogue import Kind, Scope, exposed_sample_names, metric
 

@@ -22,8 +22,20 @@ from pathlib import Path
 
 from ..alerting.cli import resolve_pack
 from ..alerting.pack import load_pack
-from .model import (Annotation, BarGauge, Dashboard, DatasourceVariable, Gauge, Heatmap, QueryVariable, Row, Stat, Table,
-                    Target, TimeSeries)
+from .model import (
+    Annotation,
+    BarGauge,
+    Dashboard,
+    DatasourceVariable,
+    Gauge,
+    Heatmap,
+    QueryVariable,
+    Row,
+    Stat,
+    Table,
+    Target,
+    TimeSeries,
+)
 from .references import reference
 
 # The uid of the Prometheus datasource in grafana/provisioning/datasources/ (a test checks they agree).

@@ -210,7 +210,7 @@ class Table(Panel):
         steps: list[dict[str, Any]] = []
         if len(self.targets) > 1:
             steps.append({"id": "merge", "options": {}})
-        steps.append({"id": "organize", "options": {"excludeByName": {name: True for name in self.hide},
+        steps.append({"id": "organize", "options": {"excludeByName": dict.fromkeys(self.hide, True),
                                                      "indexByName": {}, "renameByName": dict(self.rename)}})
         return steps
 

@@ -59,7 +59,7 @@ def _metadata(name: str, labels: dict[str, str]) -> dict[str, Any]:
     return {"name": name, "labels": {"app.kubernetes.io/name": "rewardscope", **labels}}
 
 
-def _relabel_job(job: str) -> list[dict[str, str]]:
+def _relabel_job(job: str) -> list[dict[str, Any]]:
     # The operator names the job <namespace>/<monitor>; the compiled rules match the pack's job.
     return [{"action": "replace", "targetLabel": "job", "replacement": job},
             {"action": "replace", "sourceLabels": ["__meta_kubernetes_pod_name"], "targetLabel": "pod"}]

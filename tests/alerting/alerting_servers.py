@@ -37,7 +37,7 @@ class Server:
 
     def __init__(self, name: str, args: list[str], url: str, log_path: Path, timeout: float = 30.0) -> None:
         self.name, self.url, self.log_path = name, url, log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115 - open as long as the server runs; stop() closes it
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:
@@ -134,7 +134,7 @@ class SlackSink:
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with sink._lock:
                     payload = json.loads(body)

@@ -136,7 +136,7 @@ class Stack:
         self.add(make_run("e2e-healthy", Scenario.HEALTHY, 150, 10, end=True))
         self.killed_port = free_port()
         targets = [f"127.0.0.1:{r.monitor.prometheus_port}" for r in self.runs.values()] + [f"127.0.0.1:{self.killed_port}"]
-        self.log = open(directory / "killed.log", "wb")
+        self.log = open(directory / "killed.log", "wb")  # noqa: SIM115 - the subprocess writes it; stop() closes it
         self.alertmanager = start_alertmanager(directory / "alertmanager", secrets, wait=None)
         self.servers.append(self.alertmanager)
         self.prometheus = start_prometheus(directory / "prometheus", targets, ROOT / "prometheus" / "rules",
@@ -167,7 +167,8 @@ class Stack:
     def kill_after_scrapes(self) -> None:
         """SIGKILL the simulate process once Prometheus has scraped its run state (in a thread at start)."""
         if self.killed_at is None:
-            wait_for(lambda: query(self, 'max_over_time(up{instance="127.0.0.1:%d"}[1m]) == 1' % self.killed_port), 60, "killed run scraped")
+            up = f'max_over_time(up{{instance="127.0.0.1:{self.killed_port}"}}[1m]) == 1'
+            wait_for(lambda: query(self, up), 60, "killed run scraped")
             wait_for(lambda: query(self, 'grpo_run_ended{run_id="e2e-killed"} == 0'), 60, "killed run's run state scraped")
             self.killed.send_signal(signal.SIGKILL)
             self.killed.wait()

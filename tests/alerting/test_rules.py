@@ -144,13 +144,13 @@ def test_pack_errors_name_the_file_and_the_alert(tmp_path):
         parse_pack({"alerts": [entry, entry]})
     with pytest.raises(RuleError, match="alert name and severity must identify one rule"):
         parse_pack({"alerts": [entry, {**entry, "id": "kl2"}]})
-    with pytest.raises(RuleError, match="dashboard_url must contain {run_id}"):
+    with pytest.raises(RuleError, match=r"dashboard_url must contain \{run_id\}"):
         parse_pack({"settings": {"dashboard_url": "http://grafana"}, "alerts": [entry]})
     with pytest.raises(RuleError, match="alerts must be a non-empty list"):
         parse_pack({"alerts": []})
     broken = tmp_path / "broken.yml"
     broken.write_text("alerts: [\n")
-    with pytest.raises(RuleError, match="broken.yml: not valid YAML"):
+    with pytest.raises(RuleError, match=r"broken\.yml: not valid YAML"):
         load_pack(broken)
     pack = parse_pack({"settings": {"cooldown_steps": 4}, "alerts": [entry]})
     assert pack.rule("kl").cooldown_steps == 4 and pack.rule("kl").for_steps == 1 and pack.rule("kl").for_ == "0s"

@@ -8,7 +8,16 @@ import pytest
 from rewardscope.cli import main
 from rewardscope.dashboards.check import check, lint_dashboard, stale_files
 from rewardscope.dashboards.definitions import DASHBOARDS, sel
-from rewardscope.dashboards.model import Dashboard, DatasourceVariable, QueryVariable, Row, Stat, Target, TimeSeries, render_dashboard
+from rewardscope.dashboards.model import (
+    Dashboard,
+    DatasourceVariable,
+    QueryVariable,
+    Row,
+    Stat,
+    Target,
+    TimeSeries,
+    render_dashboard,
+)
 from rewardscope.dashboards.writer import rendered_files, write_dashboards
 
 REPO = Path(__file__).resolve().parents[2]

@@ -61,7 +61,7 @@ def test_panels(path):
         assert isinstance(panel.get("title"), str) and panel["title"], where
         grid = panel["gridPos"]
         assert set(grid) == {"h", "w", "x", "y"} and all(isinstance(v, int) for v in grid.values()), where
-        assert grid["x"] >= 0 and grid["y"] >= 0 and grid["h"] >= 1 and 1 <= grid["w"] and grid["x"] + grid["w"] <= 24, where
+        assert grid["x"] >= 0 and grid["y"] >= 0 and grid["h"] >= 1 and grid["w"] >= 1 and grid["x"] + grid["w"] <= 24, where
         for other in panels[:i]:
             assert not overlaps(grid, other["gridPos"]), f"{where} overlaps panel {other['id']}"
         if panel["type"] == "row":

@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import require_binary
 
 from rewardscope.cli import build_parser
 from rewardscope.dashboards.definitions import DATASOURCE_UID
-
-from support import require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -123,7 +122,7 @@ def test_demo_runs_the_simulator_from_the_project_image(resolved):
     assert (args.command, args.scenario, args.rate, args.host, args.port, args.steps) == (
         "simulate", "healthy", 2.0, "0.0.0.0", 19464, 1800)
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert dockerfile.splitlines()[[l.startswith("FROM") for l in dockerfile.splitlines()].index(True)] == "FROM python:3.11-slim"
+    assert dockerfile.splitlines()[[line.startswith("FROM") for line in dockerfile.splitlines()].index(True)] == "FROM python:3.11-slim"
     cmd = re.search(r"^CMD (.+)$", dockerfile, re.M).group(1)
     assert json.loads(cmd) == demo["command"]
     # The build context holds what `pip install` needs: pyproject.toml and the package.

@@ -47,7 +47,7 @@ def strict(schema):
     return schema
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def operator_validator(kind: str) -> jsonschema.Draft202012Validator:
     model = getattr(operator_models, kind)
     return jsonschema.Draft202012Validator(strict(model.model_json_schema(by_alias=True, mode="validation")))
@@ -89,7 +89,7 @@ def test_check_fails_when_a_manifest_is_stale(tmp_path, capsys):
 
 def test_every_manifest_is_valid_against_the_kubernetes_and_operator_schemas():
     kinds = []
-    for name, docs in checked_in().items():
+    for docs in checked_in().values():
         for document in docs:
             validate(document)
             kinds.append(document["kind"])

@@ -25,7 +25,7 @@ from rewardscope.dashboards.definitions import DASHBOARDS
 from rewardscope.simulation.scenarios import plan_run, simulate_steps
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "alerting"))  # the alerting tests' server helpers
-from alerting_servers import ROOT, Server, prometheus_config  # noqa: E402
+from alerting_servers import ROOT, Server, prometheus_config
 
 pytestmark = pytest.mark.slow
 
