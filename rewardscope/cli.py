@@ -34,6 +34,7 @@ SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("report", "rewardscope.htmlreport.cli", "write a self-contained HTML report with charts of one or several runs"),
     ("rules", "rewardscope.alerting.cli", "compile the alert definitions to Prometheus rule files"),
     ("dashboards", "rewardscope.dashboards.cli", "generate the Grafana dashboards (or --check them)"),
+    ("deploy", "rewardscope.deploy.cli", "generate the Kubernetes manifests of deploy/kubernetes (or --check them)"),
     ("reference", "rewardscope.metrics.reference", "regenerate the README's metric reference (or --check it)"),
 )
 

@@ -61,12 +61,13 @@ from typing import Any
 
 import numpy as np
 
+from .metrics.catalogue import SKIP_REASONS
+
 log = logging.getLogger("rewardscope")
 
 # Skip reasons a rank can report in its header; index 0 means "valid". The monitor counts them
 # in grpo_skipped_steps_total{reason}.
-REASONS = ("", "step_not_increasing", "empty_batch", "length_mismatch", "group_size_mismatch", "unknown_function",
-           "missing_function", "not_numeric", "group_split", "rank_mismatch")
+REASONS = ("", *SKIP_REASONS)
 
 # Scalars carried in the header, and how rank 0 combines them (see the module docstring).
 WEIGHTED_MEAN = ("kl", "policy_entropy", "clip_ratio")

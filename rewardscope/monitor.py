@@ -42,6 +42,7 @@ from prometheus_client import CollectorRegistry
 
 from ._version import __version__
 from .alerting.engine import default_trend_requirements
+from .alerting.exposition import alert_state
 from .alerting.events import AlertEvent, format_alert
 from .distributed import DEFAULT_TIMEOUT_SECONDS, SCALARS, GlobalBatch, LocalShard, RankSignals, ShardGatherer, distributed_world
 from .exporter.base import FanOut, Sink
@@ -146,6 +147,11 @@ class RewardMonitor:
         self.alert_engine: AlertEvaluator | None = _make_alert_engine(alerts)
         if self.alert_engine is not None:
             self.alert_engine.bind(run_id, self._names)
+        # The compiled Prometheus rules read the engine's per-instance verdicts (rewardscope/alerting/exposition.py),
+        # so the default pack is evaluated for /metrics even when alerts are not reported in-process.
+        self._state_engine = self.alert_engine if hasattr(self.alert_engine, "instance_states") else _default_state_engine()
+        if self._state_engine is not None and self._state_engine is not self.alert_engine:
+            self._state_engine.bind(run_id, self._names)
         self._trends = self._make_trends(window_size)
         self.window = self._trends.window
         self.detectors = list(_default_detectors() if detectors is None else detectors)
@@ -153,6 +159,7 @@ class RewardMonitor:
         # /metrics first: a busy port fails before anything is written to the run directory.
         state = RunState.create(run_id, self.specs, self._table.buckets, run_info=self.run_info,
                                 max_completion_length=self.max_completion_length)
+        state.set_alert_state(*alert_state(self._state_engine))  # every instance at 0 from the first scrape on
         web_config = None if web_config_file is None else WebConfig.load(web_config_file)
         self.prometheus = PrometheusSink(state, registry=registry, port=prometheus_port, host=prometheus_host,
                                          web_config=web_config, process_metrics=process_metrics, linger_seconds=linger_seconds)
@@ -368,6 +375,9 @@ class RewardMonitor:
                 row[self._row_index[name]] = value
         slopes = self._trends.append(inputs.step, row)
         events = self.alert_engine.evaluate(metrics, slopes) if self.alert_engine is not None else []
+        if self._state_engine is not None and self._state_engine is not self.alert_engine:
+            self._state_engine.evaluate(metrics, slopes)  # for /metrics only: its events are not reported
+        instances, median_step_seconds = alert_state(self._state_engine)
         monotonic = time.monotonic()
         duration = None if self._last_monotonic is None else monotonic - self._last_monotonic
         self._last_monotonic = monotonic
@@ -379,7 +389,8 @@ class RewardMonitor:
             reward_positive_sums=stats.positive_sums, reward_negative_sums=stats.negative_sums,
             reward_finite_counts=stats.bucket_totals,
             nonfinite_by_function=stats.per_function["grpo_reward_fn_nonfinite_samples"],
-            completion_lengths=inputs.lengths, slopes=slopes, events=events, batch_rewards=inputs.rewards,
+            completion_lengths=inputs.lengths, slopes=slopes, events=events, alert_instances=instances,
+            median_step_seconds=median_step_seconds, batch_rewards=inputs.rewards,
             advantages=inputs.advantages, prompts=inputs.prompts, completions=inputs.completions)
 
     def _row(self, inputs: _StepInput, now: float) -> np.ndarray:
@@ -428,7 +439,7 @@ class RewardMonitor:
             "samples": counters["grpo_samples_total"],
             "tokens": counters["grpo_tokens_total"],
             "nonfinite_rewards": nonfinite,
-            "skipped_steps": {k[0]: v for k, v in labelled["grpo_skipped_steps_total"].items()},
+            "skipped_steps": {k[0]: v for k, v in labelled["grpo_skipped_steps_total"].items() if v},
             "sink_errors": {k[0]: v for k, v in labelled["rewardscope_sink_errors_total"].items()},
             "alerts_fired": {f"{k[0]}/{k[1]}": v for k, v in labelled["grpo_alerts_fired_total"].items()},
             "alerts_firing_at_end": [event.to_json() for event in self.alerts_firing],
@@ -500,6 +511,14 @@ def _make_alert_engine(alerts: bool | AlertEvaluator | None) -> AlertEvaluator |
 
         return AlertEngine.default()
     return alerts
+
+
+def _default_state_engine() -> AlertEvaluator | None:
+    """The default pack's engine, whose verdicts /metrics exports; None when the engine is not installed."""
+    try:
+        return _make_alert_engine(True)
+    except ImportError:
+        return None
 
 
 def _default_detectors() -> list[Detector]:

@@ -3,7 +3,9 @@
 - ``rules``: the rule model (threshold, trend, promql) and its validation;
 - ``pack``: reading alert packs (``alerting/alerts.yml``) and per-run overrides;
 - ``engine``: ``AlertEngine``, the in-process evaluator the RewardMonitor calls every step;
-- ``compiler``: Prometheus rule files and Prometheus Operator manifests from the same pack;
+- ``exposition``: the engine's per-instance verdicts that /metrics exports for the compiled rules;
+- ``compiler``: Prometheus rule files (alerts reading those verdicts, liveness, recording rules)
+  and Prometheus Operator manifests from the same pack;
 - ``cli``: ``rewardscope rules``.
 
 The old ``RealtimeMonitor`` API lives with the rest of the old API in ``rewardscope.compat``.

@@ -1,21 +1,39 @@
 """Compile an alert pack to Prometheus alerting rules (and a Prometheus Operator manifest).
 
-Each enabled rule becomes one Prometheus alerting rule:
+Step rules (threshold, trend) are evaluated by the monitor on every recorded step; the
+compiled rule reads that verdict instead of re-evaluating a gauge in time. A step rate of
+10 steps/s and a 5 s scrape mean Prometheus sees one step in fifty, and a ``for:`` in time
+means something else at 0.1 and at 10 steps/s; ``for_steps`` counted in-process means the
+same everywhere. So ``kl_blowup`` compiles to::
 
-- threshold: ``grpo_kl > 0.5``; ``outside`` gives ``x < low or x > high``; the
-  series' labels (run_id, reward_fn for per-function metrics) carry into the alert;
-- trend: the same comparison on the slope the monitor publishes,
-  ``grpo_metric_slope_per_step{metric="grpo_reward_mean",window_steps="20"} < -0.005``;
-- promql: the rule's expression, ``$threshold`` and ``$run`` filled in.
+    grpo_kl{job="rewardscope"}
+      and on(run_id, reward_fn) (grpo_alert_active{job="rewardscope",alert_id="kl_blowup"} == 1
+        or increase(grpo_alert_activations_total{job="rewardscope",alert_id="kl_blowup"}[1m]) > 0)
+      and on(run_id) grpo_run_ended{job="rewardscope"} == 0
 
-Labels: ``severity`` and the rule's static labels. Annotations: ``summary`` and
-``description`` (placeholders turned into ``{{ $labels.run_id }}``, ``{{ printf "%.4g"
-$value }}`` ...), ``value``, ``threshold``, ``runbook_url`` and ``dashboard`` (the
-pack's Grafana URL for the alert's run). The Slack templates read these names.
+- the left side is the value shown in the message (the gauge, or the slope of a trend rule,
+  or ``increase(counter[1m])`` for an event rule with ``counter:``); its labels (run_id,
+  reward_fn, window_steps ...) become the alert's labels;
+- ``grpo_alert_active == 1``: the engine holds the instance firing (for_steps held);
+- the activations counter: an instance that fired and resolved between two scrapes
+  still fires in Prometheus for a minute, so a short verdict reaches Slack;
+- ``grpo_run_ended == 0``: only a live run's alerts fire; when a run ends while an
+  alert fires, GRPORunEndedWhileFiring says so (see alerting/alerts.yml) and the
+  alert's resolution is inhibited in Alertmanager, so on-call never reads "resolved";
+- ``keep_firing_for`` (settings, 30 s) bridges that hand-over and single failed scrapes.
+
+Promql rules (liveness) are compiled as written, with ``$job`` (the pack's job matcher),
+``$run`` (job plus per-run matchers, inside a selector's braces) and ``$threshold``.
+
+Labels: ``severity`` (a promql rule with ``severity: inherit`` keeps its series' severity
+label) and the rule's static labels. Annotations: ``summary``, ``description``, ``value``,
+``threshold``, ``runbook_url`` and ``dashboard``. The Slack templates read these names.
 
 Overrides without a run_id change the rule for every run. An override with a run_id
 compiles the rule twice: ``{run_id="that-run"}`` with the override and
-``{run_id!="that-run"}`` with the pack's values (several runs: one matcher each).
+``{run_id!="that-run"}`` with the pack's values (several runs: one matcher each). A
+threshold override of a step rule must also reach the run's monitor (its in-process
+engine decides when the rule fires): pass the same file to ``AlertEngine.default``.
 
 Usage::
 
@@ -28,16 +46,20 @@ Usage::
 from __future__ import annotations
 
 import string
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import yaml
 
 from .pack import AlertPack, Overrides
-from .rules import Rule, RuleError
+from .rules import INHERIT, Rule, RuleError
 
 SLOPE_METRIC = "grpo_metric_slope_per_step"
+# How long an activation that Prometheus never saw as active keeps the alert firing (and an event rule's window).
+ACTIVATION_WINDOW = "1m"
 STEP_GROUP = "rewardscope-steps"
 LIVENESS_GROUP = "rewardscope-liveness"
+RECORDING_GROUP = "rewardscope-recording"
 
 
 def promql_number(value: float) -> str:
@@ -45,36 +67,44 @@ def promql_number(value: float) -> str:
     return repr(float(value))
 
 
-def _selector(rule: Rule, matchers: Sequence[str]) -> str:
+def _selector(name: str, matchers: Sequence[str]) -> str:
+    return name + "{" + ",".join(matchers) + "}"
+
+
+def _value_expr(rule: Rule, matchers: Sequence[str]) -> str:
+    """What a step rule's message shows: the gauge, the slope, or the counter's increase of an event rule."""
     if rule.reward_fn is not None:
-        matchers = [f'reward_fn="{rule.reward_fn}"', *matchers]
+        matchers = [*matchers, f'reward_fn="{rule.reward_fn}"']
     if rule.kind == "trend":
-        inner = [f'metric="{rule.metric}"', f'window_steps="{rule.window_steps}"', *matchers]
-        return SLOPE_METRIC + "{" + ",".join(inner) + "}"
-    return rule.metric + ("{" + ",".join(matchers) + "}" if matchers else "")  # type: ignore[operator]
+        return _selector(SLOPE_METRIC, [*matchers, f'metric="{rule.metric}"', f'window_steps="{rule.window_steps}"'])
+    if rule.counter is not None:
+        return f"increase({_selector(rule.counter, matchers)}[{ACTIVATION_WINDOW}])"
+    return _selector(rule.metric, matchers)  # type: ignore[arg-type]
 
 
-def rule_expr(rule: Rule, matchers: Sequence[str] = ()) -> str:
+def rule_expr(rule: Rule, matchers: Sequence[str] = (), job: str = "rewardscope") -> str:
     """The PromQL expression of a rule; ``matchers`` (e.g. ``run_id="x"``) narrow it to some runs."""
+    job_matcher = f'job="{job}"'
     if rule.kind == "promql":
         threshold = "" if rule.threshold is None else promql_number(rule.threshold)  # type: ignore[arg-type]
         if matchers and "$run" not in rule.expr:  # type: ignore[operator]
             raise RuleError(f"alert {rule.id}: its expr has no $run, so it cannot be overridden for one run")
-        expr = rule.expr if matchers else rule.expr.replace("{$run}", "")  # type: ignore[union-attr]
-        return string.Template(expr).substitute(threshold=threshold, run=",".join(matchers)).strip()
-    selector = _selector(rule, matchers)
-    low, high = rule.bounds()
-    parts = []
-    if low is not None:
-        parts.append(f"{selector} < {promql_number(low)}")
-    if high is not None:
-        parts.append(f"{selector} > {promql_number(high)}")
-    return " or ".join(parts)
+        return string.Template(rule.expr).substitute(  # type: ignore[arg-type]
+            threshold=threshold, job=job_matcher, run=",".join([job_matcher, *matchers])).strip()
+    scoped = [job_matcher, *matchers]
+    state = [*scoped, f'alert_id="{rule.id}"']
+    return (f"{_value_expr(rule, scoped)}\n"
+            f"  and on(run_id, reward_fn) ({_selector('grpo_alert_active', state)} == 1\n"
+            f"    or increase({_selector('grpo_alert_activations_total', state)}[{ACTIVATION_WINDOW}]) > 0)\n"
+            f"  and on(run_id) {_selector('grpo_run_ended', scoped)} == 0")
 
 
 def compile_rule(rule: Rule, pack: AlertPack, matchers: Sequence[str] = ()) -> dict[str, Any]:
     """One Prometheus alerting rule as a mapping, ready for YAML."""
     settings = pack.settings
+    labels = {"severity": rule.severity, **dict(rule.labels)}
+    if rule.severity == INHERIT:
+        del labels["severity"]  # the series' own severity label (GRPORunEndedWhileFiring: the ended alert's)
     annotations = {
         "summary": rule.prometheus_template(rule.summary),
         "description": rule.prometheus_template(rule.description),
@@ -85,8 +115,40 @@ def compile_rule(rule: Rule, pack: AlertPack, matchers: Sequence[str] = ()) -> d
     }
     if not annotations["threshold"]:
         del annotations["threshold"]  # a liveness rule without a threshold
-    return {"alert": rule.alert, "expr": rule_expr(rule, matchers), "for": rule.for_,
-            "labels": {"severity": rule.severity, **dict(rule.labels)}, "annotations": annotations}
+    compiled: dict[str, Any] = {"alert": rule.alert, "expr": rule_expr(rule, matchers, settings.job)}
+    if rule.kind == "promql":
+        compiled["for"] = rule.for_
+    if rule.keep_firing_for or rule.kind != "promql":
+        compiled["keep_firing_for"] = rule.keep_firing_for or settings.keep_firing_for
+    return {**compiled, "labels": labels, "annotations": annotations}
+
+
+def recording_rules(job: str) -> list[dict[str, Any]]:
+    """Recording rules for the heavy queries of the dashboards and of a fleet's central Prometheus.
+
+    Per run (``run:``) or per run and reward function (``run_fn:``), over a fixed 1 m window:
+    the exact reward means from the monotone positive and negative sum counters (rewards can be
+    negative, so a histogram's _sum is no counter), step-time quantiles, and the step rate.
+    """
+    run, fn = "job, instance, run_id", "job, instance, run_id, reward_fn"
+    sel = f'{{job="{job}"}}'
+
+    def rate(name: str, by: str, extra: str = "") -> str:
+        selector = sel if not extra else sel[:-1] + "," + extra + "}"
+        return f"sum by ({by}) (rate({name}{selector}[1m]))"
+
+    def exact_mean(prefix: str, by: str) -> str:
+        observations = rate(prefix + "_value_bucket", by, 'le="+Inf"')
+        return f"({rate(prefix + '_positive_sum_total', by)} - {rate(prefix + '_negative_sum_total', by)})\n  / {observations}"
+
+    quantile = f"sum by ({run}, le) (rate(grpo_step_duration_seconds_bucket{sel}[1m]))"
+    return [
+        {"record": "run:grpo_reward_exact_mean:rate1m", "expr": exact_mean("grpo_reward", run)},
+        {"record": "run_fn:grpo_reward_fn_exact_mean:rate1m", "expr": exact_mean("grpo_reward_fn", fn)},
+        {"record": "run:grpo_step_duration_seconds:p50_rate1m", "expr": f"histogram_quantile(0.5, {quantile})"},
+        {"record": "run:grpo_step_duration_seconds:p90_rate1m", "expr": f"histogram_quantile(0.9, {quantile})"},
+        {"record": "run:grpo_steps:rate1m", "expr": rate("grpo_steps_total", run)},
+    ]
 
 
 def compile_groups(pack: AlertPack, overrides: Sequence[Overrides] = ()) -> list[dict[str, Any]]:
@@ -105,11 +167,23 @@ def compile_groups(pack: AlertPack, overrides: Sequence[Overrides] = ()) -> list
             overridden = pack.with_overrides(o)
             if overridden.rule(rule.id).enabled:
                 target.append(compile_rule(overridden.rule(rule.id), overridden, [f'run_id="{o.run_id}"']))
+    groups[RECORDING_GROUP] = list(recording_rules(pack.settings.job))
     return [{"name": name, "rules": rules} for name, rules in groups.items() if rules]
 
 
+class _Dumper(yaml.SafeDumper):
+    """Writes multi-line strings (the step rules' expressions) as literal blocks people can read."""
+
+
+def _text(dumper: yaml.SafeDumper, value: str) -> yaml.Node:
+    return dumper.represent_scalar("tag:yaml.org,2002:str", value, style="|" if "\n" in value else None)
+
+
+_Dumper.add_representer(str, _text)
+
+
 def _dump(data: Any) -> str:
-    return yaml.safe_dump(data, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=True)
+    return yaml.dump(data, Dumper=_Dumper, sort_keys=False, default_flow_style=False, width=1000, allow_unicode=True)
 
 
 def rules_yaml(groups: list[dict[str, Any]], source: str) -> str:

@@ -18,6 +18,12 @@ state on steps without a measurement, as /metrics keeps their last value.
 
 PromQL rules (liveness) are skipped: only Prometheus sees a run that stopped.
 
+``instance_states()`` lists every instance of the bound run with whether it fires and how many
+times it started firing; the monitor exports them (``grpo_alert_active``,
+``grpo_alert_activations_total``) and the compiled Prometheus rules read them, so Prometheus
+fires the alerts this engine fires whatever the step rate (rewardscope/alerting/compiler.py).
+``median_step_seconds()`` is the median time between recent steps, for GRPORunStalled.
+
 Usage::
 
     from rewardscope import RewardMonitor
@@ -32,15 +38,18 @@ from __future__ import annotations
 
 import functools
 import os
+import statistics
 import time
+from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
 
 from ..metrics.catalogue import metric
 from .events import AlertEvent, AlertState
 from .pack import AlertPack, Overrides, OverridesSource, applicable, load_overrides, load_pack
 from .rules import Rule
 
+STEP_INTERVAL_WINDOW = 101  # steps whose intervals give the median step time
 TrendKey = tuple[str, str, int]  # (metric, reward_fn or "", window in steps), as in rewardscope.monitor
 ValueOf = Callable[[str, "str | None"], "float | None"]
 
@@ -52,6 +61,19 @@ class _Instance:
     streak: int = 0  # consecutive recorded steps on which the condition held
     firing: bool = False
     since_resolved: int | None = None  # recorded steps since it last resolved
+    activations: int = 0  # times it started firing: a counter, so a scrape cannot miss a short firing
+
+
+@dataclass(frozen=True)
+class InstanceState:
+    """The exported state of one alert instance: ``grpo_alert_active`` and ``grpo_alert_activations_total``."""
+
+    alert_id: str
+    alert: str
+    severity: str
+    reward_fn: str  # "" for a run-level rule
+    active: bool
+    activations: int
 
 
 class AlertEngine:
@@ -65,20 +87,25 @@ class AlertEngine:
         self.run_id = ""
         self.reward_functions: tuple[str, ...] = ()
         self._states: dict[tuple[str, str | None], _Instance] = {}
+        # Recent intervals between recorded steps: their median scales GRPORunStalled to the run's own pace.
+        self._step_intervals: deque[float] = deque(maxlen=STEP_INTERVAL_WINDOW)
+        self._last_timestamp: float | None = None
         self.bind("", ())
 
     @classmethod
-    def default(cls, overrides: OverridesSource | Sequence[OverridesSource] | None = None) -> "AlertEngine":
+    def default(cls, overrides: OverridesSource | Sequence[OverridesSource] | None = None) -> AlertEngine:
         """The engine of the default pack, with optional overrides (mapping, file path, or a list of them)."""
         return cls.from_file(None, overrides)
 
     @classmethod
-    def from_file(cls, path: str | os.PathLike | None, overrides: OverridesSource | Sequence[OverridesSource] | None = None) -> "AlertEngine":
+    def from_file(cls, path: str | os.PathLike | None, overrides: OverridesSource | Sequence[OverridesSource] | None = None) -> AlertEngine:
         if overrides is None:
-            overrides = []
-        elif not isinstance(overrides, (list, tuple)):
-            overrides = [overrides]
-        return cls(load_pack(path), overrides)
+            sources: list[OverridesSource] = []
+        elif isinstance(overrides, (list, tuple)):
+            sources = list(overrides)
+        else:
+            sources = [overrides]  # type: ignore[list-item]  # one source: a mapping, a path or an Overrides
+        return cls(load_pack(path), sources)
 
     # ------------------------------------------------------------------ AlertEvaluator protocol
     def bind(self, run_id: str, reward_functions: Sequence[str]) -> None:
@@ -93,7 +120,7 @@ class AlertEngine:
 
     def trend_requirements(self) -> list[tuple[str, int]]:
         """(metric, window_steps) of every trend rule, each once."""
-        return list(dict.fromkeys((r.metric, r.window_steps) for r in self.rules if r.kind == "trend"))
+        return list(dict.fromkeys((str(r.metric), int(r.window_steps or 0)) for r in self.rules if r.kind == "trend"))
 
     def evaluate(self, metrics, slopes: Mapping[TrendKey, float | None]) -> list[AlertEvent]:
         """Evaluate every rule on one step; returns the firing and resolved transitions."""
@@ -105,14 +132,18 @@ class AlertEngine:
                         slope_of: Callable[[str, str | None, int], float | None]) -> list[AlertEvent]:
         """Evaluate with lookup functions: ``value_of(metric, reward_fn)``, ``slope_of(metric, reward_fn, window)``."""
         timestamp = time.time() if timestamp is None else timestamp
+        if self._last_timestamp is not None and timestamp > self._last_timestamp:
+            self._step_intervals.append(timestamp - self._last_timestamp)
+        self._last_timestamp = timestamp
         events: list[AlertEvent] = []
         for rule in self.rules:
-            sticky = metric(rule.metric).sticky and rule.kind == "threshold"
+            name = str(rule.metric)  # step rules always have one (Rule validates it)
+            sticky = metric(name).sticky and rule.kind == "threshold"
             for fn in rule.functions(self.reward_functions):
                 if rule.kind == "trend":
-                    value = slope_of(rule.metric, fn, rule.window_steps)
+                    value = slope_of(name, fn, int(rule.window_steps or 0))
                 else:
-                    value = value_of(rule.metric, fn)
+                    value = value_of(name, fn)
                 if value is None and sticky:
                     continue  # not measured this step: keep the state, as /metrics keeps the last value
                 event = self._step_instance(rule, fn, value, step, timestamp)
@@ -137,6 +168,7 @@ class AlertEngine:
         if state.firing or state.streak < rule.for_steps or cooling:
             return None
         state.firing = True
+        state.activations += 1
         return self._event(rule, fn, AlertState.FIRING, value, bound, step, timestamp)
 
     def _event(self, rule: Rule, fn: str | None, state: AlertState, value: float | None, bound: float | None,
@@ -154,6 +186,25 @@ class AlertEngine:
         """(rule, reward_fn) of every instance firing now."""
         by_id = {r.id: r for r in self.rules}
         return [(by_id[rid], fn) for (rid, fn), s in self._states.items() if s.firing and rid in by_id]
+
+    def instance_states(self) -> list[InstanceState]:
+        """Every alert instance of the bound run, firing or not, in rule order: what /metrics exports.
+
+        The compiled Prometheus rules read these series (see rewardscope.alerting.compiler), so an
+        instance is listed from bind() on, with 0 activations, before it ever fires.
+        """
+        states = []
+        for rule in self.rules:
+            for fn in rule.functions(self.reward_functions):
+                state = self._states.get((rule.id, fn), _Instance())
+                states.append(InstanceState(rule.id, rule.alert, rule.severity, fn or "", state.firing, state.activations))
+        return states
+
+    def median_step_seconds(self) -> float | None:
+        """Median wall time between the last recorded steps (up to STEP_INTERVAL_WINDOW), None before two steps."""
+        if not self._step_intervals:
+            return None
+        return float(statistics.median(self._step_intervals))
 
     def add_rule(self, rule: Rule) -> None:
         """Add a rule to this engine (the legacy RealtimeMonitor API builds its rules this way)."""

@@ -10,7 +10,10 @@ names (``for`` for the Prometheus duration); an unknown key is an error.
 - ``dashboard_url``: the Grafana link put in every alert, ``{run_id}`` filled in;
 - ``runbook_url``: where runbooks live, ``{anchor}`` filled with a rule's ``runbook``
   (a rule whose ``runbook`` is a full URL keeps it);
-- ``cooldown_steps``: the repeat suppression of rules that do not set their own.
+- ``cooldown_steps``: the repeat suppression of rules that do not set their own;
+- ``job``: the Prometheus job that scrapes the exporters; every compiled selector and
+  every dashboard query matches it (set it once for your scrape config);
+- ``keep_firing_for``: how long a step rule's alert outlives its verdict in Prometheus.
 
 Overrides change thresholds per run without editing the pack. An overrides file::
 
@@ -40,9 +43,10 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping, Sequence, Union
+from typing import Any
 
 import yaml
 
@@ -60,8 +64,14 @@ class Settings:
     dashboard_url: str = "http://localhost:3000/d/rewardscope-overview?var-run_id={run_id}"
     runbook_url: str = "https://github.com/rewardscope/rewardscope/blob/main/docs/runbooks.md#{anchor}"
     cooldown_steps: int = 10
+    job: str = "rewardscope"  # the Prometheus job of the exporters: every compiled selector and dashboard query uses it
+    keep_firing_for: str = "30s"  # step rules: bridges a run's end (see rewardscope/alerting/compiler.py)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.job, str) or not re.match(r"^[A-Za-z0-9_.:/-]+$", self.job):
+            raise RuleError(f"settings: job must be a Prometheus job name, got {self.job!r}")
+        if not isinstance(self.keep_firing_for, str) or not re.match(r"^(?:[0-9]+(?:ms|s|m|h))+$", self.keep_firing_for):
+            raise RuleError(f"settings: keep_firing_for must be a duration like 30s, got {self.keep_firing_for!r}")
         if not isinstance(self.dashboard_url, str) or "{run_id}" not in self.dashboard_url:
             raise RuleError(f"settings: dashboard_url must contain {{run_id}}, got {self.dashboard_url!r}")
         if not isinstance(self.runbook_url, str) or "{anchor}" not in self.runbook_url:
@@ -112,13 +122,13 @@ class AlertPack:
                 return rule
         raise KeyError(f"no alert {rule_id!r} in {self.source}; alerts: {', '.join(r.id for r in self.rules)}")
 
-    def with_overrides(self, overrides: Overrides) -> "AlertPack":
+    def with_overrides(self, overrides: Overrides) -> AlertPack:
         """This pack with ``overrides`` applied (to every run: its run_id is not looked at here)."""
         settings = dataclasses.replace(self.settings, **dict(overrides.settings)) if overrides.settings else self.settings
         changed = {}
         for rule_id, changes in overrides.alerts.items():
             rule = self.rule(rule_id)
-            kwargs = {("for_" if k == "for" else k): (tuple(v) if isinstance(v, list) else v) for k, v in changes.items()}
+            kwargs: dict[str, Any] = {("for_" if k == "for" else k): (tuple(v) if isinstance(v, list) else v) for k, v in changes.items()}
             try:
                 changed[rule_id] = dataclasses.replace(rule, **kwargs)
             except TypeError as error:
@@ -133,7 +143,7 @@ def _mapping(value: Any, where: str) -> Mapping[str, Any]:
     return value
 
 
-def _read_yaml(path: Union[str, os.PathLike]) -> Any:
+def _read_yaml(path: str | os.PathLike) -> Any:
     try:
         with open(path, encoding="utf-8") as f:
             return yaml.safe_load(f)
@@ -159,10 +169,10 @@ def parse_pack(data: Any, source: str = "<memory>") -> AlertPack:
     for position, entry in enumerate(alerts):
         entry = _mapping(entry, f"{source}: alert #{position + 1}")
         name = entry.get("id", f"#{position + 1}")
-        unknown = sorted(set(entry) - known)
-        if unknown:
-            raise RuleError(f"{source}: alert {name}: unknown keys {unknown}; known keys: {', '.join(sorted(known))}")
-        kwargs = {("for_" if k == "for" else k): (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()}
+        unknown_keys = sorted(set(entry) - known)
+        if unknown_keys:
+            raise RuleError(f"{source}: alert {name}: unknown keys {unknown_keys}; known keys: {', '.join(sorted(known))}")
+        kwargs: dict[str, Any] = {("for_" if k == "for" else k): (tuple(v) if isinstance(v, list) else v) for k, v in entry.items()}
         kwargs.setdefault("cooldown_steps", settings.cooldown_steps)
         try:
             rules.append(Rule(**kwargs))
@@ -171,13 +181,13 @@ def parse_pack(data: Any, source: str = "<memory>") -> AlertPack:
     return AlertPack(settings, tuple(rules), source)
 
 
-def load_pack(path: Union[str, os.PathLike, None] = None) -> AlertPack:
+def load_pack(path: str | os.PathLike | None = None) -> AlertPack:
     """Read a pack file; the default pack when ``path`` is None."""
     path = DEFAULT_PACK_PATH if path is None else Path(path)
     return parse_pack(_read_yaml(path), str(path))
 
 
-OverridesSource = Union[Overrides, Mapping[str, Any], str, os.PathLike]
+OverridesSource = Overrides | Mapping[str, Any] | str | os.PathLike
 
 
 def load_overrides(source: OverridesSource) -> Overrides:

@@ -43,17 +43,19 @@ from __future__ import annotations
 import math
 import re
 import string
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
-from typing import Any, Mapping
+from typing import Any
 
 from ..metrics.catalogue import Kind, Scope, exposed_sample_names, metric
 
 SEVERITIES = ("info", "warning", "error", "critical")
+INHERIT = "inherit"  # promql rules only: the alert keeps the severity label of its series
 KINDS = ("threshold", "trend", "promql")
 CONDITIONS = ("greater", "less", "outside")
-PLACEHOLDERS = ("run_id", "reward_fn", "instance", "rank", "value", "threshold", "metric", "window_steps")
+PLACEHOLDERS = ("run_id", "reward_fn", "instance", "alert", "rank", "value", "threshold", "metric", "window_steps")
 
-_LABEL_PLACEHOLDERS = ("run_id", "reward_fn", "instance", "rank")
+_LABEL_PLACEHOLDERS = ("run_id", "reward_fn", "instance", "alert", "rank")
 _REWARD_FN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")  # as RewardFunctionSpec names
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _ALERT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -95,8 +97,10 @@ class Rule:
     min_slope: float | None = None  # trend: fire when the slope is below
     max_slope: float | None = None  # trend: fire when the slope is above
     expr: str | None = None  # promql
+    counter: str | None = None  # threshold: an event rule; Prometheus shows increase(counter[1m]) as its value
     for_steps: int = 1
-    for_: str = "0s"  # Prometheus 'for' (written "for" in YAML)
+    for_: str = "0s"  # Prometheus 'for' of a promql rule (written "for" in YAML); step rules count for_steps
+    keep_firing_for: str | None = None  # Prometheus keep_firing_for; None: the pack's setting for step rules
     cooldown_steps: int = 0
     enabled: bool = True
     labels: Mapping[str, str] = field(default_factory=dict)  # extra static labels
@@ -109,8 +113,9 @@ class Rule:
             raise RuleError(f"alert {rid}: alert name {self.alert!r} must be a Prometheus-style name like GRPOKLTooHigh")
         if self.kind not in KINDS:
             raise RuleError(f"alert {rid}: kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
-        if self.severity not in SEVERITIES:
-            raise RuleError(f"alert {rid}: severity must be one of {', '.join(SEVERITIES)}, got {self.severity!r}")
+        if self.severity not in SEVERITIES and not (self.severity == INHERIT and self.kind == "promql"):
+            raise RuleError(f"alert {rid}: severity must be one of {', '.join(SEVERITIES)} "
+                            f"(or {INHERIT} for a promql rule), got {self.severity!r}")
         for name in ("summary", "description", "runbook"):
             if not isinstance(getattr(self, name), str):
                 raise RuleError(f"alert {rid}: {name} must be text")
@@ -124,6 +129,12 @@ class Rule:
             raise RuleError(f"alert {rid}: cooldown_steps must be an integer >= 0, got {self.cooldown_steps!r}")
         if not isinstance(self.for_, str) or not _DURATION.match(self.for_):
             raise RuleError(f"alert {rid}: for must be a Prometheus duration like 30s or 2m, got {self.for_!r}")
+        if self.kind != "promql" and self.for_ != "0s":
+            raise RuleError(f"alert {rid}: for applies to promql rules only; a {self.kind} rule waits for_steps recorded steps "
+                            f"in-process and Prometheus reads that verdict (remove for: {self.for_})")
+        keep = self.keep_firing_for
+        if keep is not None and (not isinstance(keep, str) or not _DURATION.match(keep)):
+            raise RuleError(f"alert {rid}: keep_firing_for must be a Prometheus duration like 30s, got {self.keep_firing_for!r}")
         if not isinstance(self.enabled, bool):
             raise RuleError(f"alert {rid}: enabled must be true or false")
         for key, value in self.labels.items():
@@ -153,6 +164,8 @@ class Rule:
     def _check_threshold(self) -> None:
         self._unused("window_steps", "min_slope", "max_slope", "expr")
         self._check_metric()
+        if self.counter is not None:
+            self._check_counter()
         if self.condition not in CONDITIONS:
             raise RuleError(f"alert {self.id}: condition must be one of {', '.join(CONDITIONS)}, got {self.condition!r}")
         if self.condition == "outside":
@@ -165,8 +178,17 @@ class Rule:
         else:
             object.__setattr__(self, "threshold", _number(self.id, "threshold", self.threshold))
 
+    def _check_counter(self) -> None:
+        try:
+            spec = metric(self.counter) if isinstance(self.counter, str) else None
+        except KeyError as error:
+            raise RuleError(f"alert {self.id}: counter: {error.args[0]}") from None
+        if spec is None or spec.kind is not Kind.COUNTER or spec.scope is not metric(self.metric).scope:  # type: ignore[arg-type]
+            raise RuleError(f"alert {self.id}: counter {self.counter!r} must be a catalogue counter "
+                            f"with the labels of {self.metric}")
+
     def _check_trend(self) -> None:
-        self._unused("condition", "threshold", "expr")
+        self._unused("condition", "threshold", "expr", "counter")
         self._check_metric()
         if isinstance(self.window_steps, bool) or not isinstance(self.window_steps, int) or self.window_steps < 2:
             raise RuleError(f"alert {self.id}: window_steps must be an integer >= 2, got {self.window_steps!r}")
@@ -179,7 +201,7 @@ class Rule:
             raise RuleError(f"alert {self.id}: min_slope must be below max_slope")
 
     def _check_promql(self) -> None:
-        self._unused("metric", "reward_fn", "condition", "window_steps", "min_slope", "max_slope")
+        self._unused("metric", "reward_fn", "condition", "window_steps", "min_slope", "max_slope", "counter")
         if not isinstance(self.expr, str) or not self.expr.strip():
             raise RuleError(f"alert {self.id}: a promql rule needs expr")
         if self.threshold is not None:
@@ -191,9 +213,9 @@ class Rule:
         if unknown:
             raise RuleError(f"alert {self.id}: expr names metrics the catalogue does not define: {', '.join(unknown)}")
         try:
-            string.Template(self.expr).substitute(threshold="0", run="")
+            string.Template(self.expr).substitute(threshold="0", run="", job="")
         except (KeyError, ValueError) as error:
-            raise RuleError(f"alert {self.id}: expr may only use $threshold and $run ({error})") from None
+            raise RuleError(f"alert {self.id}: expr may only use $threshold, $job and $run ({error})") from None
 
     def _check_text(self, text: str) -> None:
         try:

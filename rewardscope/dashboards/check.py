@@ -18,8 +18,9 @@ Usage::
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from .definitions import DASHBOARDS
 from .model import DATASOURCE, GRID_COLUMNS, Dashboard, render_dashboard

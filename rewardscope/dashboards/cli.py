@@ -29,10 +29,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .check import check, lint_dashboard
-    from .definitions import DASHBOARDS
-    from .model import render_dashboard
-    from .writer import write_dashboards
+    try:
+        from .check import check, lint_dashboard
+        from .definitions import DASHBOARDS
+        from .model import render_dashboard
+        from .writer import write_dashboards
+    except ImportError as error:  # grafana-foundation-sdk is an extra
+        print(f"rewardscope dashboards needs Grafana's models: pip install 'rewardscope[dashboards]' ({error})", file=sys.stderr)
+        return 2
 
     directory = Path(args.out)
     if not directory.is_dir():

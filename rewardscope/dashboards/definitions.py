@@ -18,8 +18,24 @@ Usage::
 
 from __future__ import annotations
 
-from .model import (Annotation, BarGauge, Dashboard, DatasourceVariable, Gauge, Heatmap, QueryVariable, Row, Stat, Table,
-                    Target, TimeSeries)
+from pathlib import Path
+
+from ..alerting.cli import resolve_pack
+from ..alerting.pack import load_pack
+from .model import (
+    Annotation,
+    BarGauge,
+    Dashboard,
+    DatasourceVariable,
+    Gauge,
+    Heatmap,
+    QueryVariable,
+    Row,
+    Stat,
+    Table,
+    Target,
+    TimeSeries,
+)
 from .references import reference
 
 # The uid of the Prometheus datasource in grafana/provisioning/datasources/ (a test checks they agree).
@@ -66,7 +82,11 @@ RATIO = dict(unit="percentunit", min=0.0, max=1.0)
 
 # --- variables and annotations shared by every dashboard -------------------------------------
 DATASOURCE = DatasourceVariable(DATASOURCE_UID)
-JOB = QueryVariable("job", "Job", "label_values(grpo_run_info, job)")
+# Set once in alerting/alerts.yml (settings): the job the rules match is the one selected on opening,
+# and the header links to the runbooks the alerts link to.
+SETTINGS = load_pack(resolve_pack(Path(__file__).resolve().parents[2])).settings
+RUNBOOKS = SETTINGS.runbook_url.split("#", 1)[0].replace("{anchor}", "")
+JOB = QueryVariable("job", "Job", "label_values(grpo_run_info, job)", default=SETTINGS.job)
 RUN = QueryVariable("run_id", "Run", 'label_values(grpo_run_info{job=~"$job"}, run_id)', include_all=False, sort=2)
 ALL_RUNS = QueryVariable("run_id", "Runs", 'label_values(grpo_run_info{job=~"$job"}, run_id)', sort=2)
 REWARD_FN = QueryVariable("reward_fn", "Reward function",
@@ -86,6 +106,7 @@ OVERVIEW = Dashboard(
     description="Is the reward signal of the selected GRPO runs healthy? Progress, reward, signal quality and alerts.",
     variables=(DATASOURCE, JOB, RUN),
     annotations=ALERT_ANNOTATIONS,
+    runbook_url=RUNBOOKS,
     rows=(
         Row("Run", (
             Stat(title="Step", targets=(Target(f"max by (run_id) ({sel('grpo_step')})"),), decimals=0, graph=False),
@@ -155,6 +176,7 @@ REWARD_FUNCTIONS = Dashboard(
     description="Each reward function on its own: level, spread, share of the combined reward, distribution, saturation.",
     variables=(DATASOURCE, JOB, RUN, REWARD_FN),
     annotations=ALERT_ANNOTATIONS,
+    runbook_url=RUNBOOKS,
     rows=(
         Row("Per function", (
             TimeSeries(title="Mean reward per function", targets=(per_fn("grpo_reward_fn_mean"),)),
@@ -211,6 +233,7 @@ TRAINING = Dashboard(
     description="What the trainer reports each step: KL, policy entropy, advantages, clipping, gradients, lengths, evaluation.",
     variables=(DATASOURCE, JOB, RUN),
     annotations=ALERT_ANNOTATIONS,
+    runbook_url=RUNBOOKS,
     rows=(
         Row("Policy", (
             TimeSeries(title="KL divergence from the reference", targets=(series("grpo_kl"),)),
@@ -293,6 +316,7 @@ COMPARE = Dashboard(
     description="Several runs side by side: latest values and the key signals over time, one line per run.",
     variables=(DATASOURCE, JOB, ALL_RUNS),
     annotations=ALERT_ANNOTATIONS,
+    runbook_url=RUNBOOKS,
     rows=(
         Row("Latest values", (
             Table(title="Runs side by side", width=24, height=7, unit="none", decimals=3,

@@ -10,7 +10,10 @@ ids), points every query at the ``${datasource}`` variable and completes each pa
   every metric its queries name, so a reader sees the definition of the number;
 * its unit is the explicit one, else the Grafana unit of its first metric's catalogue unit.
 
-Rendering never fails on a bad query: ``check`` reports those.
+Rendering builds Grafana's own typed models (``grafana-foundation-sdk``, the 11.2 build of the
+compose image): ``dashboard.Dashboard``, ``dashboard.Panel`` with each plugin's ``Options`` and
+``FieldConfig``, ``prometheus.Dataquery``, so keys, enums and required options are Grafana's, and
+serialises them with the SDK's encoder. Rendering never fails on a bad query: ``check`` reports those.
 
 Usage::
 
@@ -22,8 +25,12 @@ Usage::
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, ClassVar
+
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import bargauge, common, dashboard, gauge, heatmap, prometheus, stat, table, timeseries
 
 from .promql import PromQLSyntaxError, parse
 from .references import REFERENCES
@@ -31,6 +38,10 @@ from .units import grafana_unit
 
 GRID_COLUMNS = 24
 DATASOURCE: dict[str, str] = {"type": "prometheus", "uid": "${datasource}"}
+_DATASOURCE_REF = dashboard.DataSourceRef(type_val="prometheus", uid="${datasource}")
+# The SDK writes interval-variable fields (auto, auto_min, auto_count) on every variable; Grafana 11.2's
+# published schema has none of them, so they are left out of the others.
+_NOT_AN_INTERVAL: dict[str, Any] = {"auto": None, "auto_min": None, "auto_count": None}
 SCHEMA_VERSION = 39  # Grafana 11.0-11.2; later versions migrate it on load
 REFRESH_INTERVALS = ("5s", "10s", "30s", "1m", "5m", "15m", "1h")
 
@@ -47,17 +58,11 @@ class Target:
     instant: bool = False
     format: str = "time_series"  # or "table", "heatmap"
 
-    def to_json(self, ref_id: str) -> dict[str, Any]:
-        return {
-            "datasource": DATASOURCE,
-            "editorMode": "code",
-            "expr": self.expr,
-            "format": self.format,
-            "instant": self.instant,
-            "legendFormat": self.legend,
-            "range": not self.instant,
-            "refId": ref_id,
-        }
+    def model(self, ref_id: str) -> prometheus.Dataquery:
+        return prometheus.Dataquery(expr=self.expr, instant=self.instant, range_val=not self.instant,
+                                    editor_mode=prometheus.QueryEditorMode.CODE,
+                                    format_val=prometheus.PromQueryFormat(self.format),
+                                    legend_format=self.legend, ref_id=ref_id, datasource=_DATASOURCE_REF)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -81,11 +86,13 @@ class Panel:
 
     type: ClassVar[str] = ""
 
-    def options(self) -> dict[str, Any]:
-        return {}
+    def options(self) -> Any:
+        """The plugin's Options model."""
+        raise NotImplementedError
 
-    def custom(self) -> dict[str, Any]:
-        return {}
+    def custom(self) -> Any:
+        """The plugin's FieldConfig model (fieldConfig.defaults.custom), or None."""
+        return None
 
     def overrides(self) -> list[dict[str, Any]]:
         return []
@@ -94,8 +101,8 @@ class Panel:
         return []
 
 
-def _reduce(calcs: tuple[str, ...] = ("lastNotNull",)) -> dict[str, Any]:
-    return {"calcs": list(calcs), "fields": "", "values": False}
+def _reduce(calcs: tuple[str, ...] = ("lastNotNull",)) -> common.ReduceDataOptions:
+    return common.ReduceDataOptions(calcs=list(calcs), fields="", values=False)  # fields: a regex ("" = numeric fields)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -108,24 +115,19 @@ class TimeSeries(Panel):
     band: tuple[str, str] | None = None
     legend_calcs: tuple[str, ...] = ()  # e.g. ("lastNotNull", "max"): a table legend with those columns
 
-    def custom(self) -> dict[str, Any]:
-        return {
-            "drawStyle": "line",
-            "fillOpacity": self.fill,
-            "lineInterpolation": "linear",
-            "lineWidth": 1,
-            "pointSize": 4,
-            "showPoints": "never",
-            "spanNulls": False,
-            "stacking": {"group": "A", "mode": "normal" if self.stack else "none"},
-        }
+    def custom(self) -> timeseries.FieldConfig:
+        return timeseries.FieldConfig(
+            draw_style=common.GraphDrawStyle.LINE, fill_opacity=self.fill, line_interpolation=common.LineInterpolation.LINEAR,
+            line_width=1, point_size=4, show_points=common.VisibilityMode.NEVER, span_nulls=False,
+            stacking=common.StackingConfig(group="A",
+                                           mode=common.StackingMode.NORMAL if self.stack else common.StackingMode.NONE))
 
-    def options(self) -> dict[str, Any]:
-        return {
-            "legend": {"calcs": list(self.legend_calcs), "displayMode": "table" if self.legend_calcs else "list",
-                       "placement": "bottom", "showLegend": True},
-            "tooltip": {"mode": "multi", "sort": "desc"},
-        }
+    def options(self) -> timeseries.Options:
+        display = common.LegendDisplayMode.TABLE if self.legend_calcs else common.LegendDisplayMode.LIST
+        legend = common.VizLegendOptions(calcs=list(self.legend_calcs), placement=common.LegendPlacement.BOTTOM, show_legend=True,
+                                         display_mode=display)
+        return timeseries.Options(legend=legend, tooltip=common.VizTooltipOptions(mode=common.TooltipDisplayMode.MULTI,
+                                                                                  sort=common.SortOrder.DESCENDING))
 
     def overrides(self) -> list[dict[str, Any]]:
         if self.band is None:
@@ -150,9 +152,13 @@ class Stat(Panel):
     width: int = 4
     height: int = 4
 
-    def options(self) -> dict[str, Any]:
-        return {"colorMode": "value", "graphMode": "area" if self.graph else "none", "justifyMode": "auto",
-                "orientation": "auto", "reduceOptions": _reduce(), "textMode": "auto"}
+    def options(self) -> stat.Options:
+        return stat.Options(color_mode=common.BigValueColorMode.VALUE, justify_mode=common.BigValueJustifyMode.AUTO,
+                            graph_mode=common.BigValueGraphMode.AREA if self.graph else common.BigValueGraphMode.NONE,
+                            orientation=common.VizOrientation.AUTO,
+                            percent_change_color_mode=common.PercentChangeColorMode.STANDARD,
+                            reduce_options=_reduce(), show_percent_change=False, text_mode=common.BigValueTextMode.AUTO,
+                            wide_layout=True)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -161,9 +167,9 @@ class Gauge(Panel):
 
     type: ClassVar[str] = "gauge"
 
-    def options(self) -> dict[str, Any]:
-        return {"orientation": "auto", "reduceOptions": _reduce(), "showThresholdLabels": False,
-                "showThresholdMarkers": True}
+    def options(self) -> gauge.Options:
+        return gauge.Options(orientation=common.VizOrientation.AUTO, reduce_options=_reduce(), show_threshold_labels=False,
+                             show_threshold_markers=True, sizing=common.BarGaugeSizing.AUTO)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -172,9 +178,11 @@ class BarGauge(Panel):
 
     type: ClassVar[str] = "bargauge"
 
-    def options(self) -> dict[str, Any]:
-        return {"displayMode": "gradient", "orientation": "horizontal", "reduceOptions": _reduce(),
-                "showUnfilled": True, "valueMode": "color"}
+    def options(self) -> bargauge.Options:
+        return bargauge.Options(display_mode=common.BarGaugeDisplayMode.GRADIENT,
+                                name_placement=common.BarGaugeNamePlacement.AUTO,
+                                orientation=common.VizOrientation.HORIZONTAL, reduce_options=_reduce(), show_unfilled=True,
+                                sizing=common.BarGaugeSizing.AUTO, value_mode=common.BarGaugeValueMode.COLOR)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -190,17 +198,19 @@ class Table(Panel):
         return [{"matcher": {"id": "byName", "options": column}, "properties": [{"id": "unit", "value": unit}]}
                 for column, unit in self.column_units if unit != self.unit]
 
-    def custom(self) -> dict[str, Any]:
-        return {"align": "auto", "cellOptions": {"type": "auto"}, "inspect": False}
+    def custom(self) -> table.FieldConfig:
+        return table.FieldConfig(align=common.FieldTextAlignment.AUTO, cell_options=common.TableAutoCellOptions(), inspect=False)
 
-    def options(self) -> dict[str, Any]:
-        return {"cellHeight": "sm", "footer": {"show": False, "reducer": ["sum"], "fields": ""}, "showHeader": True}
+    def options(self) -> table.Options:
+        footer = common.TableFooterOptions(show=False, reducer=["sum"], fields=[])
+        return table.Options(cell_height=common.TableCellHeight.SM, footer=footer,
+                             frame_index=0, show_header=True)
 
     def transformations(self) -> list[dict[str, Any]]:
         steps: list[dict[str, Any]] = []
         if len(self.targets) > 1:
             steps.append({"id": "merge", "options": {}})
-        steps.append({"id": "organize", "options": {"excludeByName": {name: True for name in self.hide},
+        steps.append({"id": "organize", "options": {"excludeByName": dict.fromkeys(self.hide, True),
                                                      "indexByName": {}, "renameByName": dict(self.rename)}})
         return steps
 
@@ -216,21 +226,21 @@ class Heatmap(Panel):
     unit: str | None = "short"
     y_unit: str = "none"
 
-    def custom(self) -> dict[str, Any]:
-        return {"hideFrom": {"legend": False, "tooltip": False, "viz": False}, "scaleDistribution": {"type": "linear"}}
+    def custom(self) -> heatmap.FieldConfig:
+        return heatmap.FieldConfig(hide_from=common.HideSeriesConfig(legend=False, tooltip=False, viz=False),
+                                   scale_distribution=common.ScaleDistributionConfig(type_val=common.ScaleDistribution.LINEAR))
 
-    def options(self) -> dict[str, Any]:
-        return {
-            "calculate": False,
-            "cellGap": 1,
-            "color": {"exponent": 0.5, "fill": "dark-orange", "mode": "scheme", "reverse": False, "scale": "exponential",
-                      "scheme": "Oranges", "steps": 64},
-            "filterValues": {"le": 1e-9},
-            "legend": {"show": True},
-            "rowsFrame": {"layout": "auto"},
-            "tooltip": {"mode": "single", "yHistogram": False},
-            "yAxis": {"axisPlacement": "left", "reverse": False, "unit": self.y_unit},
-        }
+    def options(self) -> heatmap.Options:
+        return heatmap.Options(
+            calculate=False, cell_gap=1,
+            color=heatmap.HeatmapColorOptions(exponent=0.5, fill="dark-orange", mode=heatmap.HeatmapColorMode.SCHEME,
+                                              reverse=False,
+                                              scale=heatmap.HeatmapColorScale.EXPONENTIAL, scheme="Oranges", steps=64),
+            exemplars=heatmap.ExemplarConfig(color="rgba(255,0,255,0.7)"), filter_values=heatmap.FilterValueRange(le=1e-9),
+            legend=heatmap.HeatmapLegend(show=True), rows_frame=heatmap.RowsHeatmapOptions(layout=common.HeatmapCellLayout.AUTO),
+            show_value=common.VisibilityMode.AUTO,
+            tooltip=heatmap.HeatmapTooltip(mode=common.TooltipDisplayMode.SINGLE, y_histogram=False),
+            y_axis=heatmap.YAxisConfig(axis_placement=common.AxisPlacement.LEFT, reverse=False, unit=self.y_unit))
 
 
 @dataclass(frozen=True)
@@ -249,11 +259,12 @@ class DatasourceVariable:
     default_name: str = "Prometheus"
     name: str = "datasource"
 
-    def to_json(self) -> dict[str, Any]:
-        return {"current": {"selected": False, "text": self.default_name, "value": self.default_uid},
-                "hide": 0, "includeAll": False, "label": "Data source", "multi": False, "name": self.name,
-                "options": [], "query": "prometheus", "refresh": 1, "regex": "", "skipUrlSync": False,
-                "type": "datasource"}
+    def model(self) -> dashboard.VariableModel:
+        return dashboard.VariableModel(
+            type_val=dashboard.VariableType.DATASOURCE, name=self.name, label="Data source", query="prometheus",
+            current=dashboard.VariableOption(selected=False, text=self.default_name, value=self.default_uid),
+            hide=dashboard.VariableHide.DONT_HIDE, include_all=False, multi=False, options=[],
+            refresh=dashboard.VariableRefresh.ON_DASHBOARD_LOAD, regex="", skip_url_sync=False, **_NOT_AN_INTERVAL)
 
 
 @dataclass(frozen=True)
@@ -267,15 +278,18 @@ class QueryVariable:
     include_all: bool = True
     all_value: str | None = ".*"
     sort: int = 1  # 1 = alphabetical ascending, 2 = descending
+    default: str | None = None  # the value selected when the dashboard opens (None: Grafana picks)
 
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"current": {}, "datasource": DATASOURCE, "definition": self.query, "hide": 0,
-                               "includeAll": self.include_all, "label": self.label, "multi": self.multi,
-                               "name": self.name, "options": [], "query": self.query, "refresh": 2, "regex": "",
-                               "skipUrlSync": False, "sort": self.sort, "type": "query"}
-        if self.include_all and self.all_value is not None:
-            out["allValue"] = self.all_value
-        return out
+    def model(self) -> dashboard.VariableModel:
+        current = None
+        if self.default is not None:
+            value: str | list[str] = [self.default] if self.multi else self.default
+            current = dashboard.VariableOption(selected=True, text=value, value=value)
+        return dashboard.VariableModel(current=current,
+            type_val=dashboard.VariableType.QUERY, name=self.name, label=self.label, query=self.query, datasource=_DATASOURCE_REF,
+            hide=dashboard.VariableHide.DONT_HIDE, include_all=self.include_all, multi=self.multi, options=[],
+            refresh=dashboard.VariableRefresh.ON_TIME_RANGE_CHANGED, regex="", skip_url_sync=False,
+            sort=dashboard.VariableSort(self.sort), all_value=self.all_value if self.include_all else None, **_NOT_AN_INTERVAL)
 
 
 @dataclass(frozen=True)
@@ -290,6 +304,7 @@ class Annotation:
     color: str = "red"
 
     def to_json(self) -> dict[str, Any]:
+        """A Prometheus annotation query; its fields are the datasource's (the dashboard schema leaves them open)."""
         return {"datasource": DATASOURCE, "enable": True, "expr": self.expr, "hide": False, "iconColor": self.color,
                 "name": self.name, "step": "", "tagKeys": ",".join(self.tags), "textFormat": self.text,
                 "titleFormat": self.title, "useValueForTime": False}
@@ -297,9 +312,10 @@ class Annotation:
 
 Variable = DatasourceVariable | QueryVariable
 
-GRAFANA_ANNOTATIONS = {"builtIn": 1, "datasource": {"type": "grafana", "uid": "-- Grafana --"}, "enable": True,
-                       "hide": True, "iconColor": "rgba(0, 211, 255, 1)", "name": "Annotations & Alerts",
-                       "type": "dashboard"}
+GRAFANA_ANNOTATIONS = dashboard.AnnotationQuery(built_in=1,
+                                               datasource=dashboard.DataSourceRef(type_val="grafana", uid="-- Grafana --"),
+                                               enable=True, hide=True, icon_color="rgba(0, 211, 255, 1)",
+                                               name="Annotations & Alerts", type_val="dashboard")
 
 
 @dataclass(frozen=True)
@@ -316,6 +332,7 @@ class Dashboard:
     refresh: str = "10s"
     time_from: str = "now-1h"
     graph_tooltip: int = 1  # shared crosshair
+    runbook_url: str | None = None  # a link to the alert runbooks in the dashboard's header
 
     @property
     def filename(self) -> str:
@@ -356,33 +373,32 @@ def panel_unit(panel: Panel) -> str:
     return "none" if first is None else grafana_unit(first.unit)
 
 
-def _panel_json(panel: Panel, panel_id: int, grid: dict[str, int]) -> dict[str, Any]:
-    defaults: dict[str, Any] = {
-        "color": {"mode": "palette-classic" if panel.type == "timeseries" else "thresholds"},
-        "custom": panel.custom(),
-        "mappings": [{"type": "value", "options": {value: {"text": text, "color": colour, "index": i}}}
-                     for i, (value, text, colour) in enumerate(panel.mappings)],
-        "thresholds": {"mode": "absolute", "steps": [{"color": colour, "value": value} for value, colour in panel.thresholds]},
-        "unit": panel_unit(panel),
-    }
-    for key in ("min", "max", "decimals"):
-        if getattr(panel, key) is not None:
-            defaults[key] = getattr(panel, key)
-    out: dict[str, Any] = {
-        "datasource": DATASOURCE,
-        "description": describe(panel),
-        "fieldConfig": {"defaults": defaults, "overrides": panel.overrides()},
-        "gridPos": grid,
-        "id": panel_id,
-        "options": panel.options(),
-        "targets": [t.to_json(chr(ord("A") + i)) for i, t in enumerate(panel.targets)],
-        "title": panel.title,
-        "transformations": panel.transformations(),
-        "type": panel.type,
-    }
+def _overrides(panel: Panel) -> list[dashboard.DashboardFieldConfigSourceOverrides]:
+    return [dashboard.DashboardFieldConfigSourceOverrides(
+        matcher=dashboard.MatcherConfig(id_val=o["matcher"]["id"], options=o["matcher"]["options"]),
+        properties=[dashboard.DynamicConfigValue(id_val=p["id"], value=p["value"]) for p in o["properties"]])
+        for o in panel.overrides()]
+
+
+def _panel_model(panel: Panel, panel_id: int, grid: dict[str, int]) -> dashboard.Panel:
+    defaults = dashboard.FieldConfig(
+        unit=panel_unit(panel), min_val=panel.min, max_val=panel.max, decimals=panel.decimals, custom=panel.custom(),
+        color=dashboard.FieldColor(mode=dashboard.FieldColorModeId.PALETTE_CLASSIC if panel.type == "timeseries"
+                                   else dashboard.FieldColorModeId.THRESHOLDS),
+        mappings=[dashboard.ValueMap(options={value: dashboard.ValueMappingResult(text=text, color=colour, index=i)})
+                  for i, (value, text, colour) in enumerate(panel.mappings)],
+        thresholds=dashboard.ThresholdsConfig(
+            mode=dashboard.ThresholdsMode.ABSOLUTE,
+            steps=[dashboard.Threshold(value=value, color=colour) for value, colour in panel.thresholds]))
+    repeat: dict[str, Any] = {}
     if panel.repeat:
-        out.update({"repeat": panel.repeat, "repeatDirection": "h", "maxPerRow": max(1, GRID_COLUMNS // panel.width)})
-    return out
+        repeat = {"repeat": panel.repeat, "repeat_direction": "h", "max_per_row": max(1, GRID_COLUMNS // panel.width)}
+    return dashboard.Panel(
+        type_val=panel.type, id_val=panel_id, title=panel.title, description=describe(panel), datasource=_DATASOURCE_REF,
+        grid_pos=_grid(grid), targets=[t.model(chr(ord("A") + i)) for i, t in enumerate(panel.targets)],
+        transformations=[dashboard.DataTransformerConfig(id_val=t["id"], options=t["options"]) for t in panel.transformations()],
+        options=panel.options(), field_config=dashboard.FieldConfigSource(defaults=defaults, overrides=_overrides(panel)),
+        **repeat)
 
 
 def layout(rows: tuple[Row, ...]) -> list[tuple[Row | Panel, dict[str, int]]]:
@@ -403,35 +419,44 @@ def layout(rows: tuple[Row, ...]) -> list[tuple[Row | Panel, dict[str, int]]]:
     return placed
 
 
-def render_dashboard(board: Dashboard) -> dict[str, Any]:
-    """The dashboard as Grafana's JSON model (a dict; see writer.render_json for the file text)."""
-    panels = []
+def _grid(grid: dict[str, int]) -> dashboard.GridPos:
+    return dashboard.GridPos(h=grid["h"], w=grid["w"], x=grid["x"], y=grid["y"])
+
+
+def dashboard_model(board: Dashboard) -> dashboard.Dashboard:
+    """The dashboard as Grafana's typed model (grafana-foundation-sdk)."""
+    # Prometheus annotation queries stay plain mappings: their fields are the datasource's (see Annotation.to_json).
+    annotations: list[Any] = [GRAFANA_ANNOTATIONS, *(a.to_json() for a in board.annotations)]
+    panels: list[dashboard.Panel | dashboard.RowPanel] = []
     for panel_id, (item, grid) in enumerate(layout(board.rows), start=1):
         if isinstance(item, Row):
-            panels.append({"collapsed": False, "gridPos": grid, "id": panel_id, "panels": [], "title": item.title,
-                           "type": "row"})
+            panels.append(dashboard.RowPanel(collapsed=False, grid_pos=_grid(grid), id_val=panel_id, panels=[],
+                                             title=item.title))
         else:
-            panels.append(_panel_json(item, panel_id, grid))
-    return {
-        "annotations": {"list": [GRAFANA_ANNOTATIONS] + [a.to_json() for a in board.annotations]},
-        "description": board.description,
-        "editable": True,
-        "fiscalYearStartMonth": 0,
-        "graphTooltip": board.graph_tooltip,
-        "id": None,
-        "links": [{"asDropdown": False, "icon": "external link", "includeVars": True, "keepTime": True,
-                   "tags": ["rewardscope"], "targetBlank": False, "title": "rewardscope", "tooltip": "",
-                   "type": "dashboards", "url": ""}],
-        "panels": panels,
-        "refresh": board.refresh,
-        "schemaVersion": SCHEMA_VERSION,
-        "tags": list(board.tags),
-        "templating": {"list": [v.to_json() for v in board.variables]},
-        "time": {"from": board.time_from, "to": "now"},
-        "timepicker": {"refresh_intervals": list(REFRESH_INTERVALS)},
-        "timezone": "browser",
-        "title": board.title,
-        "uid": board.uid,
-        "version": 1,
-        "weekStart": "",
-    }
+            panels.append(_panel_model(item, panel_id, grid))
+    return dashboard.Dashboard(
+        uid=board.uid, title=board.title, description=board.description, editable=True, fiscal_year_start_month=0,
+        graph_tooltip=dashboard.DashboardCursorSync(board.graph_tooltip), panels=panels, refresh=board.refresh,
+        schema_version=SCHEMA_VERSION, tags=list(board.tags), timezone="browser", version=1, week_start="",
+        annotations=dashboard.AnnotationContainer(list_val=annotations),
+        templating=dashboard.DashboardDashboardTemplating(list_val=[v.model() for v in board.variables]),
+        time=dashboard.DashboardDashboardTime(from_val=board.time_from, to="now"),
+        timepicker=dashboard.TimePickerConfig(refresh_intervals=list(REFRESH_INTERVALS)),
+        links=_links(board))
+
+
+def _links(board: Dashboard) -> list[dashboard.DashboardLink]:
+    links = [dashboard.DashboardLink(as_dropdown=False, icon="external link", include_vars=True, keep_time=True,
+                                     tags=["rewardscope"], target_blank=False, title="rewardscope", tooltip="",
+                                     type_val=dashboard.DashboardLinkType.DASHBOARDS, url="")]
+    if board.runbook_url:
+        links.append(dashboard.DashboardLink(as_dropdown=False, icon="doc", include_vars=False, keep_time=False, tags=[],
+                                             target_blank=True, title="Alert runbooks",
+                                             tooltip="What each alert means and what to do",
+                                             type_val=dashboard.DashboardLinkType.LINK, url=board.runbook_url))
+    return links
+
+
+def render_dashboard(board: Dashboard) -> dict[str, Any]:
+    """The dashboard as Grafana's JSON model (a dict; see writer.render_json for the file text)."""
+    return json.loads(json.dumps(dashboard_model(board), cls=JSONEncoder))

@@ -22,26 +22,19 @@ Usage::
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 RATE_INTERVAL = "$__rate_interval"
 
 # PromQL functions and aggregation operators (Prometheus 2.42, the version the tests run).
-AGGREGATIONS = frozenset("sum min max avg group stddev stdvar count count_values bottomk topk quantile".split())
-FUNCTIONS = AGGREGATIONS | frozenset("""
-abs absent absent_over_time ceil changes clamp clamp_max clamp_min day_of_month day_of_week day_of_year
-days_in_month delta deriv exp floor histogram_count histogram_fraction histogram_quantile histogram_sum
-holt_winters hour idelta increase irate label_join label_replace ln log10 log2 minute month
-predict_linear rate resets round scalar sgn sort sort_desc sqrt time timestamp vector year
-avg_over_time min_over_time max_over_time sum_over_time count_over_time quantile_over_time
-stddev_over_time stdvar_over_time last_over_time present_over_time
-""".split())
+AGGREGATIONS = frozenset(["sum", "min", "max", "avg", "group", "stddev", "stdvar", "count", "count_values", "bottomk", "topk", "quantile"])
+FUNCTIONS = AGGREGATIONS | frozenset(["abs", "absent", "absent_over_time", "ceil", "changes", "clamp", "clamp_max", "clamp_min", "day_of_month", "day_of_week", "day_of_year", "days_in_month", "delta", "deriv", "exp", "floor", "histogram_count", "histogram_fraction", "histogram_quantile", "histogram_sum", "holt_winters", "hour", "idelta", "increase", "irate", "label_join", "label_replace", "ln", "log10", "log2", "minute", "month", "predict_linear", "rate", "resets", "round", "scalar", "sgn", "sort", "sort_desc", "sqrt", "time", "timestamp", "vector", "year", "avg_over_time", "min_over_time", "max_over_time", "sum_over_time", "count_over_time", "quantile_over_time", "stddev_over_time", "stdvar_over_time", "last_over_time", "present_over_time"])
 
 # Words that are neither metrics nor functions.
-KEYWORDS = frozenset("and or unless bool offset inf nan".split())
+KEYWORDS = frozenset(["and", "or", "unless", "bool", "offset", "inf", "nan"])
 # Followed by a parenthesised list of label names, not an expression.
-LABEL_LIST_KEYWORDS = frozenset("by without on ignoring group_left group_right".split())
+LABEL_LIST_KEYWORDS = frozenset(["by", "without", "on", "ignoring", "group_left", "group_right"])
 
 _TOKEN = re.compile(r"""
     (?P<space>\s+)

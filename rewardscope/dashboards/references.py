@@ -16,9 +16,9 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Mapping
 
 from ..metrics.catalogue import CATALOGUE, exposed_sample_names
 

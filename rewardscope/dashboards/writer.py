@@ -13,8 +13,8 @@ Usage::
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .definitions import DASHBOARDS
 from .model import Dashboard, render_dashboard

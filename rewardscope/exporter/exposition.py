@@ -63,6 +63,8 @@ class RunCollector(Collector):
             "grpo_metric_slope_per_step": self._slopes,
             "grpo_alert_firing": self._alerts_firing,
             "grpo_run_ended": self._run_ended,
+            "grpo_alert_active": self._alert_active,
+            "grpo_step_duration_median_seconds": self._median_step,
             # Per-rank gauges come from rank 0's RankSignals collector (rewardscope/distributed.py), not the run state.
             **{spec.name: lambda s, family: None for spec in CATALOGUE if "rank" in spec.extra_labels},
         }
@@ -133,6 +135,15 @@ class RunCollector(Collector):
     def _alerts_firing(self, s: RunState, family: Metric) -> None:
         for (name, severity), count in sorted(s.alerts_firing.items()):
             family.add_sample(family.name, {**self._run, "alertname": name, "severity": severity}, 1.0 if count else 0.0)
+
+    def _alert_active(self, s: RunState, family: Metric) -> None:
+        for i in s.alert_instances:
+            labels = {**self._run, "alert_id": i.alert_id, "alert": i.alert, "severity": i.severity, "reward_fn": i.reward_fn}
+            family.add_sample(family.name, labels, 1.0 if i.active else 0.0)
+
+    def _median_step(self, s: RunState, family: Metric) -> None:
+        if s.median_step_seconds is not None:
+            family.add_sample(family.name, self._run, s.median_step_seconds)
 
     def _run_ended(self, s: RunState, family: Metric) -> None:
         family.add_sample(family.name, self._run, 1.0 if s.ended else 0.0)

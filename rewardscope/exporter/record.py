@@ -22,7 +22,7 @@ Usage::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -51,6 +51,8 @@ class StepRecord(StepMetrics):
     completion_lengths: np.ndarray | None = None  # finite lengths only
     slopes: dict[TrendKey, float] = field(default_factory=dict)  # defined slopes only
     events: Sequence[AlertEvent] = ()
+    alert_instances: Sequence[Any] = ()  # rewardscope.alerting.engine.InstanceState of every alert instance
+    median_step_seconds: float | None = None
     # The step's own arrays, for sinks that keep samples (None when not passed).
     batch_rewards: np.ndarray | None = None  # (F, N) rewards as passed; ``rewards`` is set only when distributions are logged
     advantages: np.ndarray | None = None

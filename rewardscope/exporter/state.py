@@ -25,7 +25,7 @@ from typing import Sequence
 import numpy as np
 
 from ..alerting.events import AlertState
-from ..metrics.catalogue import CATALOGUE, Kind, Scope
+from ..metrics.catalogue import CATALOGUE, SKIP_REASONS, Kind, Scope
 from ..metrics.functions import RewardFunctionSpec
 from ..metrics.histograms import DEFAULT_LENGTH_EDGES, STEP_DURATION_EDGES, BucketLayout, HistogramBank
 from ..metrics.layout import StepLayout
@@ -62,6 +62,8 @@ class RunState:
     slopes: dict[TrendKey, float] = field(default_factory=dict)
     alerts_firing: dict[tuple[str, str], int] = field(default_factory=dict)  # (alertname, severity) -> instances
     ended: bool = False
+    alert_instances: tuple = ()  # rewardscope.alerting.engine.InstanceState: grpo_alert_active
+    median_step_seconds: float | None = None
 
     @classmethod
     def create(cls, run_id: str, specs: Sequence[RewardFunctionSpec], reward_buckets: BucketLayout, *,
@@ -77,7 +79,8 @@ class RunState:
             duration_histogram=HistogramBank([STEP_DURATION_EDGES]),
             run_counters=dict.fromkeys(RUN_COUNTERS, 0.0),
             function_counters={name: np.zeros(len(specs)) for name in FUNCTION_COUNTERS},
-            labelled_counters={name: defaultdict(float) for name in LABELLED_COUNTERS},
+            labelled_counters={name: defaultdict(float, {(r,): 0.0 for r in SKIP_REASONS} if name == "grpo_skipped_steps_total" else {})
+                               for name in LABELLED_COUNTERS},
         )
 
     def apply(self, record: StepRecord) -> None:
@@ -106,8 +109,20 @@ class RunState:
             if record.duration_seconds is not None:
                 self.duration_histogram.observe_value(0, record.duration_seconds)
             self.slopes = record.slopes
+            self._set_alert_state(record.alert_instances, record.median_step_seconds)
             for event in record.events:
                 self._apply_alert(event.alertname, event.severity, event.state is AlertState.FIRING)
+
+    def set_alert_state(self, instances, median_step_seconds: float | None) -> None:
+        with self.lock:
+            self._set_alert_state(instances, median_step_seconds)
+
+    def _set_alert_state(self, instances, median_step_seconds: float | None) -> None:
+        self.alert_instances = tuple(instances)
+        self.median_step_seconds = median_step_seconds
+        activations = self.labelled_counters["grpo_alert_activations_total"]
+        for i in self.alert_instances:
+            activations[(i.alert_id, i.alert, i.severity, i.reward_fn)] = float(i.activations)
 
     def _apply_alert(self, alertname: str, severity: str, firing: bool) -> None:
         key = (alertname, severity)

@@ -22,6 +22,11 @@ from dataclasses import dataclass
 from enum import Enum
 
 
+# Every reason a step can be skipped for: the label values of grpo_skipped_steps_total (StepInputError.reason).
+SKIP_REASONS: tuple[str, ...] = ("step_not_increasing", "empty_batch", "length_mismatch", "group_size_mismatch", "unknown_function",
+                                 "missing_function", "not_numeric", "overflow", "group_split", "rank_mismatch")
+
+
 class Kind(str, Enum):
     """Prometheus metric type of a catalogue entry."""
 
@@ -106,7 +111,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _counter("grpo_samples_total", "samples", "Completions (samples) recorded by this process, finite or not.", group="liveness"),
     _counter("grpo_tokens_total", "tokens", "Tokens processed (prompt plus completion), as reported by the trainer.", group="liveness"),
     _counter("grpo_skipped_steps_total", "steps",
-             "Steps rejected by record_step, by reason (step_not_increasing, empty_batch, length_mismatch, group_size_mismatch, unknown_function, missing_function, not_numeric, overflow).",
+             "Steps rejected by record_step, by reason (" + ", ".join(SKIP_REASONS) + "); every reason is exported from 0 on, so a first skip is an increase.",
              extra_labels=("reason",), group="liveness"),
     _histogram("grpo_step_duration_seconds", "seconds",
                "Wall time between two consecutive recorded steps of this process.", group="liveness"),
@@ -219,6 +224,18 @@ CATALOGUE: tuple[MetricSpec, ...] = (
            extra_labels=("alertname", "severity"), stored=False, group="alerts"),
     _counter("grpo_alerts_fired_total", "alerts", "Alerts the in-process engine fired (transitions to firing).", extra_labels=("alertname", "severity"),
              group="alerts"),
+    # --- alert state exported for the compiled Prometheus rules (rewardscope/alerting/exposition.py) ------------
+    _gauge("grpo_alert_active", "bool",
+           "1 while the in-process alert engine holds this alert instance firing (its condition held for the rule's for_steps "
+           "recorded steps), else 0. The compiled Prometheus rules read it, so both evaluators agree at any step rate; "
+           "after close() it keeps the state of the last step.",
+           scope=Scope.EXTRA, extra_labels=("alert_id", "alert", "severity", "reward_fn"), stored=False, group="alerts"),
+    _counter("grpo_alert_activations_total", "alerts",
+             "Times this alert instance started firing in-process; an increase shows a firing that began and ended between two scrapes.",
+             extra_labels=("alert_id", "alert", "severity", "reward_fn"), group="alerts"),
+    _gauge("grpo_step_duration_median_seconds", "seconds",
+           "Median wall time between the last (up to 100) recorded steps; GRPORunStalled waits max(5 min, 10 x this) without a step.",
+           group="liveness", stored=False),
     # --- the exporter's own health ---------------------------------------------------------------
     _counter("rewardscope_sink_errors_total", "errors", "Errors raised by a sink (wandb, tensorboard, jsonl, ...); the run goes on.",
              extra_labels=("sink",), group="exporter"),

@@ -11,7 +11,7 @@ the fixture that started it.
 Usage (in a test module)::
 
     from alerting_servers import SlackSink, start_alertmanager, start_prometheus
-    sink = SlackSink(); am = start_alertmanager(tmp_path, sink.webhook_file(tmp_path))
+    sink = SlackSink(); am = start_alertmanager(tmp_path, sink.webhook_files(tmp_path / "secrets"))
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import yaml
 from support import free_port, require_binary, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
+RECEIVERS = ("slack-critical", "slack-warning", "slack-info", "slack-demo")
 
 
 class Server:
@@ -36,7 +37,7 @@ class Server:
 
     def __init__(self, name: str, args: list[str], url: str, log_path: Path, timeout: float = 30.0) -> None:
         self.name, self.url, self.log_path = name, url, log_path
-        self._log = open(log_path, "wb")
+        self._log = open(log_path, "wb")  # noqa: SIM115 - open as long as the server runs; stop() closes it
         self.process = subprocess.Popen(args, stdout=self._log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout
         while True:
@@ -77,21 +78,24 @@ def prometheus_config(targets: list[str], rules_dir: Path, alertmanager: str | N
         del config["alerting"]
     else:
         config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] = [alertmanager]
-    (job,) = config["scrape_configs"]
+    # Only the runs' job: the stack's own targets (prometheus, alertmanager, grafana) are compose host names.
+    (job,) = [j for j in config["scrape_configs"] if j["job_name"] == "rewardscope"]
     job["static_configs"][0]["targets"] = targets
+    config["scrape_configs"] = [job]
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def alertmanager_config(webhook_url_file: Path, wait: str = "1s") -> str:
-    """alerting/alertmanager.yml with the repository's templates, a local webhook URL file and short group timings."""
+def alertmanager_config(secrets: Path, wait: str | None = "1s") -> str:
+    """alerting/alertmanager.yml with the repository's templates and webhook URL files read from ``secrets``
+    (``SlackSink.webhook_files``); ``wait`` shortens the group timings, None keeps the production ones."""
     config = yaml.safe_load((ROOT / "alerting" / "alertmanager.yml").read_text())
     config["templates"] = [str(ROOT / "alerting" / "templates" / "*.tmpl")]
     for receiver in config["receivers"]:
         for slack in receiver["slack_configs"]:
-            slack["api_url_file"] = str(webhook_url_file)
+            slack["api_url_file"] = str(secrets / Path(slack["api_url_file"]).name)
     for route in [config["route"], *config["route"]["routes"]]:
         for key in ("group_wait", "group_interval"):
-            if key in route:
+            if key in route and wait is not None:
                 route[key] = wait
     return yaml.safe_dump(config, sort_keys=False)
 
@@ -109,11 +113,11 @@ def start_prometheus(directory: Path, targets: list[str], rules_dir: Path, alert
                   f"http://127.0.0.1:{port}", directory / "prometheus.log")
 
 
-def start_alertmanager(directory: Path, webhook_url_file: Path) -> Server:
+def start_alertmanager(directory: Path, secrets: Path, wait: str | None = "1s") -> Server:
     binary = require_binary("prometheus-alertmanager")
     directory.mkdir(parents=True, exist_ok=True)
     config = directory / "alertmanager.yml"
-    config.write_text(alertmanager_config(webhook_url_file))
+    config.write_text(alertmanager_config(secrets, wait))
     port = free_port()
     return Server("alertmanager", [binary, f"--config.file={config}", f"--storage.path={directory / 'data'}",
                                    f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
@@ -125,15 +129,17 @@ class SlackSink:
     """A tiny HTTP server that records what Alertmanager posts to Slack: (arrival time, JSON payload)."""
 
     def __init__(self) -> None:
-        self.messages: list[tuple[float, dict]] = []
+        self.messages: list[tuple[float, dict]] = []  # each payload also has "_path": the URL path it was posted to
         self._lock = threading.Lock()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 with sink._lock:
-                    sink.messages.append((time.time(), json.loads(body)))
+                    payload = json.loads(body)
+                    payload["_path"] = self.path
+                    sink.messages.append((time.time(), payload))
                 self.send_response(200)
                 self.end_headers()
                 self.wfile.write(b"ok")
@@ -142,15 +148,18 @@ class SlackSink:
                 pass
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/services/T0/B0/test"
+        self.base = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self.url = self.base + "/services/T0/B0/test"
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
         self._thread.start()
 
-    def webhook_file(self, directory: Path) -> Path:
-        """The file Alertmanager reads the webhook URL from (api_url_file)."""
-        path = directory / "slack_webhook_url"
-        path.write_text(self.url + "\n")
-        return path
+    def webhook_files(self, directory: Path, receivers: tuple[str, ...] = RECEIVERS) -> Path:
+        """A secrets directory whose webhook URL files (api_url_file) all point at this sink, with the
+        receiver's name in the path (``/services/<receiver>``), so a test sees which receiver posted."""
+        directory.mkdir(parents=True, exist_ok=True)
+        for receiver in receivers:
+            (directory / f"{receiver}.url").write_text(f"{self.base}/services/{receiver}\n")
+        return directory
 
     def received(self) -> list[tuple[float, dict]]:
         with self._lock:

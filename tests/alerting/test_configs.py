@@ -2,11 +2,18 @@
 
 import json
 import subprocess
+import sys
+import time
 
 import pytest
 import yaml
 from alerting_servers import ROOT, alertmanager_config, prometheus_config
 from support import require_binary
+
+from rewardscope.alerting.pack import load_pack
+from rewardscope.simulation.scenarios import Scenario
+
+RULE_COUNT = sum(r.enabled for r in load_pack(ROOT / "alerting" / "alerts.yml").rules) + 5  # and the recording rules
 
 
 def run(args, **kwargs):
@@ -25,17 +32,22 @@ def test_promtool_checks_the_config_and_the_rules(promtool, tmp_path):
     local = tmp_path / "prometheus.yml"
     local.write_text(prometheus_config(["127.0.0.1:19464"], ROOT / "prometheus" / "rules", "127.0.0.1:9093", interval="5s"))
     result = run([promtool, "check", "config", str(local)])
-    assert result.returncode == 0 and "SUCCESS: 15 rules found" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and f"SUCCESS: {RULE_COUNT} rules found" in result.stdout, result.stdout + result.stderr
     result = run([promtool, "check", "rules", *map(str, sorted((ROOT / "prometheus" / "rules").glob("*.yml")))])
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_promtool_unit_tests_cover_every_rule(promtool):
+def test_promtool_unit_tests_cover_every_rule(promtool, tmp_path):
     tests = sorted((ROOT / "prometheus" / "tests").glob("*.yml"))
     result = run([promtool, "test", "rules", *map(str, tests)], cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.count("SUCCESS") == len(tests) == 3
-    names = [t["name"].split(":")[0] for path in tests for t in yaml.safe_load(path.read_text())["tests"]]
+    # steps.yml is generated from the pack: regenerating it changes nothing.
+    before = (ROOT / "prometheus" / "tests" / "steps.yml").read_text()
+    result = run([sys.executable, str(ROOT / "prometheus" / "tests" / "generate_steps.py")])
+    assert result.returncode == 0, result.stderr
+    assert (ROOT / "prometheus" / "tests" / "steps.yml").read_text() == before, "run prometheus/tests/generate_steps.py"
+    names = [t["name"].split(":")[0] for path in tests for t in yaml.safe_load(path.read_text())["tests"] if "alert_rule_test" in t]
     pack_ids = [r["id"] for r in yaml.safe_load((ROOT / "alerting" / "alerts.yml").read_text())["alerts"]]
     assert sorted(names) == sorted(pack_ids)
 
@@ -44,9 +56,10 @@ def test_prometheus_config_is_the_one_compose_mounts():
     config = yaml.safe_load((ROOT / "prometheus" / "prometheus.yml").read_text())
     assert config["rule_files"] == ["/etc/prometheus/rules/*.yml"]
     assert config["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"] == ["alertmanager:9093"]
-    (job,) = config["scrape_configs"]
-    assert job["job_name"] == "rewardscope"  # GRPOExporterDown watches up{job="rewardscope"}
-    assert job["static_configs"][0]["targets"] == ["demo:19464", "host.docker.internal:19464"]
+    jobs = {j["job_name"]: j["static_configs"][0]["targets"] for j in config["scrape_configs"]}
+    assert jobs == {"rewardscope": ["demo:19464", "host.docker.internal:19464"],  # the pack's job: the rules match it
+                    "prometheus": ["localhost:9090"], "alertmanager": ["alertmanager:9093"], "grafana": ["grafana:3000"]}
+    assert load_pack(ROOT / "alerting" / "alerts.yml").settings.job == "rewardscope"
     assert (config["global"]["scrape_interval"], config["global"]["evaluation_interval"]) == ("5s", "5s")
 
 
@@ -54,34 +67,50 @@ def test_amtool_checks_the_alertmanager_config(amtool, tmp_path):
     result = run([amtool, "check-config", str(ROOT / "alerting" / "alertmanager.yml")])
     assert result.returncode == 0, result.stdout + result.stderr
     local = tmp_path / "alertmanager.yml"
-    local.write_text(alertmanager_config(tmp_path / "url"))
+    local.write_text(alertmanager_config(tmp_path))
     result = run([amtool, "check-config", str(local)])  # with the templates found: they parse
     assert result.returncode == 0 and " - 1 templates" in result.stdout, result.stdout + result.stderr
 
 
-def test_the_webhook_url_never_sits_in_the_repository():
+def test_one_webhook_file_per_receiver_and_never_in_the_repository():
     text = (ROOT / "alerting" / "alertmanager.yml").read_text()
     config = yaml.safe_load(text)
-    slack = [s for r in config["receivers"] for s in r["slack_configs"]]
-    assert len(slack) == 4
-    assert all(s["api_url_file"] == "/etc/alertmanager/secrets/slack_webhook_url" and "api_url" not in s for s in slack)
+    files = {r["name"]: s["api_url_file"] for r in config["receivers"] for s in r["slack_configs"]}
+    assert files == {name: f"/etc/alertmanager/secrets/{name}.url" for name in ("slack-critical", "slack-warning", "slack-info", "slack-demo")}
+    assert all("api_url" not in s and "channel" not in s for r in config["receivers"] for s in r["slack_configs"])
     assert "hooks.slack.com" not in text and "slack_api_url" not in text
-    assert (ROOT / "alerting" / "secrets" / "slack_webhook_url.example").read_text().startswith("https://hooks.slack.com/services/")
-    assert config["inhibit_rules"] == [{"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'],
-                                        "equal": ["alertname", "run_id"]}]
+    for name in files:  # the example directory docker-compose.yml mounts by default names every file
+        assert (ROOT / "alerting" / "secrets" / "example" / f"{name}.url").read_text().startswith("https://hooks.slack.com/services/")
     assert config["route"]["group_by"] == ["alertname", "run_id"]
 
 
+def test_inhibition_keeps_warnings_under_criticals_and_ended_runs_from_reading_as_recovered():
+    config = yaml.safe_load((ROOT / "alerting" / "alertmanager.yml").read_text())
+    assert config["inhibit_rules"] == [
+        {"source_matchers": ['severity="critical"'], "target_matchers": ['severity="warning"'], "equal": ["alertname", "run_id"]},
+        {"source_matchers": ['alertname="GRPORunEndedWhileFiring"'],
+         "target_matchers": ['alertname=~"GRPO.+"', 'alertname!="GRPORunEndedWhileFiring"', 'alertname!="GRPOExporterDown"'],
+         "equal": ["run_id"]}]
+
+
+def simulate_run_id(scenario: Scenario) -> str:
+    """The run id `rewardscope simulate` gives a run by default (rewardscope/simulation/cli.py)."""
+    return f"{scenario.value}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
 @pytest.mark.parametrize("labels, receiver", [
-    (["alertname=GRPOKLTooHigh", "severity=critical", "run_id=big-run"], "slack-critical"),
-    (["alertname=GRPORunStalled", "severity=error", "run_id=big-run"], "slack-critical"),
-    (["alertname=GRPOKLTooHigh", "severity=warning", "run_id=big-run"], "slack-warning"),
-    (["alertname=Something", "severity=info", "run_id=big-run"], "slack-info"),
-    (["alertname=GRPOKLTooHigh", "severity=critical", "run_id=demo"], "slack-demo"),
+    (["alertname=GRPOKLTooHigh", "severity=critical", "run_id=qwen-7b-grpo-lr3e-6"], "slack-critical"),
+    (["alertname=GRPORunStalled", "severity=error", "run_id=qwen-7b-grpo-lr3e-6"], "slack-critical"),
+    (["alertname=GRPOExporterDown", "severity=error", "run_id=grpo-20250101-101010", "instance=trainer:19464"], "slack-critical"),
+    (["alertname=GRPOKLTooHigh", "severity=warning", "run_id=qwen-7b-grpo-lr3e-6"], "slack-warning"),
+    (["alertname=GRPORunEndedWhileFiring", "severity=warning", "run_id=qwen-7b-grpo-lr3e-6", "alert=GRPOKLTooHigh"], "slack-warning"),
+    (["alertname=Something", "severity=info", "run_id=qwen-7b-grpo-lr3e-6"], "slack-info"),
+    (["alertname=GRPOKLTooHigh", "severity=critical", "run_id=demo-1"], "slack-demo"),
     (["alertname=GRPOKLTooHigh", "severity=warning", "run_id=sim-kl-1"], "slack-demo"),
-    (["alertname=GRPOExporterDown", "severity=warning", "instance=trainer:19464"], "slack-warning"),
-])
-def test_amtool_routes_each_severity_and_run(amtool, labels, receiver):
+    # A trainer run whose name merely starts like a scenario is not a simulation.
+    (["alertname=GRPOKLTooHigh", "severity=critical", "run_id=healthy-baseline"], "slack-critical"),
+] + [(["alertname=GRPOKLTooHigh", "severity=critical", f"run_id={simulate_run_id(s)}"], "slack-demo") for s in Scenario])
+def test_amtool_routes_each_severity_and_real_run_ids(amtool, labels, receiver):
     result = run([amtool, "config", "routes", "test", f"--config.file={ROOT / 'alerting' / 'alertmanager.yml'}",
                   f"--verify.receivers={receiver}", *labels])
     assert result.returncode == 0, result.stdout + result.stderr
@@ -114,6 +143,10 @@ def group(status, alerts, **common):
             "commonLabels": {**labels, **common}, "commonAnnotations": {}, "externalURL": "http://127.0.0.1:9093"}
 
 
+SILENCE = ("<http://127.0.0.1:9093/#/silences/new?filter=%7Balertname%3D%22{alertname}%22%2Crun_id%3D%22{run_id}%22%7D"
+           "|Silence this alert for this run>")
+
+
 def test_slack_template_names_run_function_value_threshold_and_links(amtool, tmp_path):
     nan = "GRPONonFiniteRewards"
     data = group("firing", [
@@ -124,29 +157,35 @@ def test_slack_template_names_run_function_value_threshold_and_links(amtool, tmp
     assert render(amtool, tmp_path, data, "title") == "[FIRING:2] GRPONonFiniteRewards in run run-7 (error)"
     assert render(amtool, tmp_path, data, "title_link") == "http://localhost:3000/d/rewardscope-overview?var-run_id=run-7"
     assert render(amtool, tmp_path, data, "color") == "danger"
+    links = ("<http://localhost:3000/d/rewardscope-overview?var-run_id=run-7|Dashboard>  "
+             "• <https://runbooks.example/docs/runbooks.md#grpononfiniterewards|Runbook>  • <http://127.0.0.1:9090/graph|Prometheus graph>\n"
+             "• Charts and the completions behind it: `rewardscope report monitoring_data/run-7 -o report.html`\n")
     assert render(amtool, tmp_path, data, "text") == (
         "*check_answer returns non-finite rewards*\n"
         "About run-7.\n"
         "• Run: `run-7`  • Reward function: `check_answer`\n"
-        "• Value: 3  • Threshold: 0  • Severity: error\n"
-        "<http://localhost:3000/d/rewardscope-overview?var-run_id=run-7|Dashboard>  "
-        "• <https://runbooks.example/docs/runbooks.md#grpononfiniterewards|Runbook>\n"
-        "• Charts and the completions behind it: `rewardscope report monitoring_data/run-7 -o report.html`\n"
+        "• Value: 3  • Threshold: 0  • Severity: error\n" + links +
         "*check_numbers returns non-finite rewards*\n"
         "About run-7.\n"
         "• Run: `run-7`  • Reward function: `check_numbers`\n"
-        "• Value: 1  • Threshold: 0  • Severity: error\n"
-        "<http://localhost:3000/d/rewardscope-overview?var-run_id=run-7|Dashboard>  "
-        "• <https://runbooks.example/docs/runbooks.md#grpononfiniterewards|Runbook>\n"
-        "• Charts and the completions behind it: `rewardscope report monitoring_data/run-7 -o report.html`\n"
-        "Resolved: GRPONonFiniteRewards (format_exact)")
+        "• Value: 1  • Threshold: 0  • Severity: error\n" + links +
+        "Resolved: GRPONonFiniteRewards (format_exact). Recovered: run `run-7` is still recording and the condition no longer holds.\n"
+        + SILENCE.format(alertname=nan, run_id="run-7"))
 
 
-def test_slack_template_for_a_resolved_warning(amtool, tmp_path):
+def test_slack_template_says_why_an_alert_resolved(amtool, tmp_path):
     data = group("resolved", [alert("GRPOKLTooHigh", "warning", "run-8", "0.41", "0.3", "KL too high", status="resolved")],
                  severity="warning")
     assert render(amtool, tmp_path, data, "title") == "[RESOLVED] GRPOKLTooHigh in run run-8 (warning)"
     assert render(amtool, tmp_path, data, "color") == "good"
-    assert render(amtool, tmp_path, data, "text") == "Resolved: GRPOKLTooHigh"
+    assert render(amtool, tmp_path, data, "text") == (
+        "Resolved: GRPOKLTooHigh. Recovered: run `run-8` is still recording and the condition no longer holds.\n"
+        + SILENCE.format(alertname="GRPOKLTooHigh", run_id="run-8"))
     firing = group("firing", [alert("GRPOKLTooHigh", "warning", "run-8", "0.41", "0.3", "KL too high")], severity="warning")
     assert render(amtool, tmp_path, firing, "color") == "warning"
+    ended = alert("GRPORunEndedWhileFiring", "critical", "run-9", "1", "", "Run run-9 ENDED while GRPOKLTooHigh was firing",
+                  status="resolved")
+    ended["labels"]["alert"] = "GRPOKLTooHigh"
+    assert render(amtool, tmp_path, group("resolved", [ended], severity="critical"), "text").startswith(
+        "Resolved: GRPORunEndedWhileFiring. Notice closed: run `run-9` stopped over an hour ago with GRPOKLTooHigh firing; "
+        "it never recovered.\n")

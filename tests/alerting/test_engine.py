@@ -176,3 +176,34 @@ def test_monitor_publishes_the_default_slopes_with_alerts_off():
         assert slope("grpo_reward_fn_mean", "a", 30) == pytest.approx(0.01)
         assert slope("grpo_reward_fn_mean", "b", 30) == 0.0
         assert m.recent_alerts == []
+
+
+def test_instance_states_list_every_instance_with_its_verdict_and_activations():
+    e = engine(rule(for_steps=2), rule(id="fn", alert="FnLow", metric="grpo_reward_fn_mean", condition="less", threshold=0.0))
+    before = [(s.alert_id, s.reward_fn, s.active, s.activations) for s in e.instance_states()]
+    assert before == [("kl", "", False, 0), ("fn", "a", False, 0), ("fn", "b", False, 0)]  # exported from the start
+    feed(e, [0.6, 0.6, 0.1, 0.6, 0.6])  # fires at 2, resolves at 3, fires again at 5
+    (kl,) = [s for s in e.instance_states() if s.alert_id == "kl"]
+    assert (kl.alert, kl.severity, kl.active, kl.activations) == ("KLHigh", "warning", True, 2)
+    feed(e, [0.1])
+    assert [s.active for s in e.instance_states() if s.alert_id == "kl"] == [False]
+
+
+def test_median_step_seconds_from_the_recorded_steps():
+    e = engine(rule())
+    assert e.median_step_seconds() is None
+    for step, timestamp in enumerate([100.0, 101.0, 103.0, 104.0, 110.0], start=1):
+        e.evaluate_values(step, timestamp, lambda name, fn: None, lambda name, fn, w: None)
+    assert e.median_step_seconds() == 1.5  # intervals 1, 2, 1, 6
+
+
+def test_the_monitor_exports_the_default_packs_verdicts_even_without_in_process_alerts():
+    m = RewardMonitor("quiet", ["a"], group_size=2, run_dir=None, registry=CollectorRegistry(), alerts=False)
+    labels = {"run_id": "quiet", "alert_id": "kl_blowup", "alert": "GRPOKLTooHigh", "severity": "critical", "reward_fn": ""}
+    assert m.registry.get_sample_value("grpo_alert_active", labels) == 0.0  # before the first step
+    for step in range(1, 4):
+        m.record_step(step, {"a": np.array([0.0, 1.0, 1.0, 0.0])}, kl=2.0)
+    assert m.registry.get_sample_value("grpo_alert_active", labels) == 1.0
+    assert m.registry.get_sample_value("grpo_alert_activations_total", labels) == 1.0
+    assert m.recent_alerts == []  # alerts=False: nothing reported in-process
+    m.close()

@@ -50,7 +50,9 @@ def test_default_pack_covers_the_grpo_failures():
         ("GRPONonFiniteRewards", "error"): ("threshold", "grpo_reward_fn_nonfinite_samples"),
         ("GRPORewardHackingSuspected", "critical"): ("threshold", "grpo_reward_hacking_suspected"),
         ("GRPORunStalled", "error"): ("promql", None),
-        ("GRPOExporterDown", "warning"): ("promql", None),
+        ("GRPOExporterDown", "error"): ("promql", None),
+        ("GRPORunEndedWhileFiring", "inherit"): ("promql", None),
+        ("GRPOStepsSkipped", "warning"): ("promql", None),
         ("GRPORankStraggler", "warning"): ("promql", None),
     }
     assert metric("grpo_reward_hacking_suspected").kind is Kind.GAUGE
@@ -101,6 +103,10 @@ def test_texts_render_in_process_and_as_prometheus_templates():
     ({"window_steps": 10}, "window_steps does not apply to a threshold rule"),
     ({"for_steps": 0}, "for_steps must be an integer >= 1"),
     ({"for_": "1 minute"}, "for must be a Prometheus duration"),
+    ({"for_": "1m"}, "for applies to promql rules only"),
+    ({"keep_firing_for": "soon"}, "keep_firing_for must be a Prometheus duration"),
+    ({"counter": "grpo_reward_fn_nonfinite_total"}, "counter 'grpo_reward_fn_nonfinite_total' must be a catalogue counter with the labels of grpo_kl"),
+    ({"severity": "inherit"}, "or inherit for a promql rule"),
     ({"cooldown_steps": -1}, "cooldown_steps must be an integer >= 0"),
     ({"summary": "{value:.2f}"}, "unknown placeholder {value}"),
     ({"summary": "{step}"}, "unknown placeholder {step}"),
@@ -126,8 +132,8 @@ def test_bad_trend_and_promql_rules_are_clear_errors():
         Rule(kind="promql", expr="time() - grpo_last_step_seconds > 5", **base)
     with pytest.raises(RuleError, match=r"use \$threshold in expr exactly when threshold is set"):
         Rule(kind="promql", expr="up == 0", threshold=3, **base)
-    with pytest.raises(RuleError, match=r"may only use \$threshold and \$run"):
-        Rule(kind="promql", expr="up{job=\"$job\"} == 0", **base)
+    with pytest.raises(RuleError, match=r"may only use \$threshold, \$job and \$run"):
+        Rule(kind="promql", expr="up{job=\"$name\"} == 0", **base)
 
 
 def test_pack_errors_name_the_file_and_the_alert(tmp_path):
@@ -139,13 +145,13 @@ def test_pack_errors_name_the_file_and_the_alert(tmp_path):
         parse_pack({"alerts": [entry, entry]})
     with pytest.raises(RuleError, match="alert name and severity must identify one rule"):
         parse_pack({"alerts": [entry, {**entry, "id": "kl2"}]})
-    with pytest.raises(RuleError, match="dashboard_url must contain {run_id}"):
+    with pytest.raises(RuleError, match=r"dashboard_url must contain \{run_id\}"):
         parse_pack({"settings": {"dashboard_url": "http://grafana"}, "alerts": [entry]})
     with pytest.raises(RuleError, match="alerts must be a non-empty list"):
         parse_pack({"alerts": []})
     broken = tmp_path / "broken.yml"
     broken.write_text("alerts: [\n")
-    with pytest.raises(RuleError, match="broken.yml: not valid YAML"):
+    with pytest.raises(RuleError, match=r"broken\.yml: not valid YAML"):
         load_pack(broken)
     pack = parse_pack({"settings": {"cooldown_steps": 4}, "alerts": [entry]})
     assert pack.rule("kl").cooldown_steps == 4 and pack.rule("kl").for_steps == 1 and pack.rule("kl").for_ == "0s"
@@ -153,12 +159,13 @@ def test_pack_errors_name_the_file_and_the_alert(tmp_path):
 
 def test_overrides_change_thresholds_without_editing_the_pack(tmp_path):
     path = tmp_path / "run.yml"
-    path.write_text(yaml.safe_dump({"alerts": {"kl_too_high": {"threshold": 0.6, "for_steps": 2, "for": "2m"},
+    path.write_text(yaml.safe_dump({"alerts": {"kl_too_high": {"threshold": 0.6, "for_steps": 2},
+                                               "run_stalled": {"for": "2m"},
                                                "reward_falling": {"enabled": False}},
                                     "settings": {"dashboard_url": "https://grafana.example/d/x?run={run_id}"}}))
     pack = load_pack().with_overrides(load_overrides(path))
     kl = pack.rule("kl_too_high")
-    assert (kl.threshold, kl.for_steps, kl.for_) == (0.6, 2, "2m")
+    assert (kl.threshold, kl.for_steps, pack.rule("run_stalled").for_) == (0.6, 2, "2m")
     assert pack.rule("reward_falling").enabled is False
     assert pack.settings.dashboard_link("r1") == "https://grafana.example/d/x?run=r1"
     assert load_pack().rule("kl_too_high").threshold == 0.3  # the pack itself is untouched

@@ -20,7 +20,8 @@ from support import free_port
 GOLDEN = Path(__file__).with_name("golden_exposition.txt")
 SPECS = [RewardFunctionSpec("format_exact", 1.0, 0.0, 3.0), RewardFunctionSpec("check_answer", 1.0, -1.0, 3.0)]
 # Samples whose values depend on the clock; the golden comparison masks them.
-CLOCK_DEPENDENT = ("grpo_last_step_timestamp_seconds", "rewardscope_record_seconds_total", "grpo_step_duration_seconds")
+CLOCK_DEPENDENT = ("grpo_last_step_timestamp_seconds", "rewardscope_record_seconds_total", "grpo_step_duration_seconds",
+                   "grpo_step_duration_median_seconds{")
 
 
 class OneAlert:

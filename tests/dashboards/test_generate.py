@@ -8,7 +8,16 @@ import pytest
 from rewardscope.cli import main
 from rewardscope.dashboards.check import check, lint_dashboard, stale_files
 from rewardscope.dashboards.definitions import DASHBOARDS, sel
-from rewardscope.dashboards.model import Dashboard, DatasourceVariable, QueryVariable, Row, Stat, Target, TimeSeries, render_dashboard
+from rewardscope.dashboards.model import (
+    Dashboard,
+    DatasourceVariable,
+    QueryVariable,
+    Row,
+    Stat,
+    Target,
+    TimeSeries,
+    render_dashboard,
+)
 from rewardscope.dashboards.writer import rendered_files, write_dashboards
 
 REPO = Path(__file__).resolve().parents[2]
@@ -127,3 +136,15 @@ def test_sel_refuses_unknown_metrics():
 def test_rendered_files_cover_every_dashboard_once():
     assert sorted(rendered_files()) == sorted(f"{b.uid}.json" for b in DASHBOARDS)
     assert stale_files(CHECKED_IN) == []
+
+
+def test_the_packs_job_and_runbook_url_are_applied_to_every_dashboard():
+    from rewardscope.alerting.pack import load_pack
+
+    settings = load_pack(REPO / "alerting" / "alerts.yml").settings
+    for board in DASHBOARDS:
+        rendered = render_dashboard(board)
+        (job,) = [v for v in rendered["templating"]["list"] if v["name"] == "job"]
+        assert job["current"]["value"] == [settings.job]
+        runbooks = [link["url"] for link in rendered["links"] if link["title"] == "Alert runbooks"]
+        assert runbooks == [settings.runbook_url.split("#")[0]]

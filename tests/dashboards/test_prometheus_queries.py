@@ -23,14 +23,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import free_port, require_binary, stop_process
 
 from rewardscope import LEGACY_REWARD_FUNCTIONS, RewardMonitor
 from rewardscope.alerting.events import AlertEvent, AlertState
 from rewardscope.dashboards.definitions import DASHBOARDS
 from rewardscope.dashboards.model import Dashboard, Panel
 from rewardscope.simulation.scenarios import plan_run, simulate_steps
-
-from support import free_port, require_binary, stop_process
 
 pytestmark = pytest.mark.slow  # real servers or training runs
 

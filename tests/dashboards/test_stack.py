@@ -14,11 +14,10 @@ from pathlib import Path
 
 import pytest
 import yaml
+from support import require_binary
 
 from rewardscope.cli import build_parser
 from rewardscope.dashboards.definitions import DATASOURCE_UID
-
-from support import require_binary
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -29,7 +28,7 @@ CONTRACT = {
     "prometheus": {"prometheus/prometheus.yml": "/etc/prometheus/prometheus.yml", "prometheus/rules": "/etc/prometheus/rules"},
     "alertmanager": {"alerting/alertmanager.yml": "/etc/alertmanager/alertmanager.yml",
                      "alerting/templates": "/etc/alertmanager/templates",
-                     "alerting/secrets/slack_webhook_url.example": "/etc/alertmanager/secrets/slack_webhook_url"},
+                     "alerting/secrets/example": "/etc/alertmanager/secrets"},
     "grafana": {"grafana/provisioning/datasources": "/etc/grafana/provisioning/datasources",
                 "grafana/provisioning/dashboards": "/etc/grafana/provisioning/dashboards",
                 "grafana/dashboards": "/etc/grafana/dashboards/rewardscope"},
@@ -41,7 +40,7 @@ IMAGES = {"prometheus": r"prom/prometheus:v2\.\d+\.\d+", "alertmanager": r"prom/
 def compose(*args: str, files=(COMPOSE,), env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
     binary = require_binary("docker-compose")
     clean = {k: v for k, v in os.environ.items()
-             if k not in ("GRAFANA_ADMIN_PASSWORD", "SLACK_WEBHOOK_URL_FILE", "COMPOSE_FILE", "COMPOSE_PROFILES")}
+             if k not in ("GRAFANA_ADMIN_PASSWORD", "SLACK_WEBHOOK_DIR", "COMPOSE_FILE", "COMPOSE_PROFILES")}
     command = [binary] + [a for f in files for a in ("-f", str(f))] + list(args)
     return subprocess.run(command, cwd=REPO, env={**clean, **(env or {})}, capture_output=True, text=True, timeout=60)
 
@@ -123,7 +122,7 @@ def test_demo_runs_the_simulator_from_the_project_image(resolved):
     assert (args.command, args.scenario, args.rate, args.host, args.port, args.steps) == (
         "simulate", "healthy", 2.0, "0.0.0.0", 19464, 1800)
     dockerfile = (REPO / "Dockerfile").read_text()
-    assert dockerfile.splitlines()[[l.startswith("FROM") for l in dockerfile.splitlines()].index(True)] == "FROM python:3.11-slim"
+    assert dockerfile.splitlines()[[line.startswith("FROM") for line in dockerfile.splitlines()].index(True)] == "FROM python:3.11-slim"
     cmd = re.search(r"^CMD (.+)$", dockerfile, re.M).group(1)
     assert json.loads(cmd) == demo["command"]
     # The build context holds what `pip install` needs: pyproject.toml and the package.
