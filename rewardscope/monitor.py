@@ -125,13 +125,16 @@ class RewardMonitor:
             self._trend_groups[key[2]] = (keys, np.array([self.layout.index(k[0], k[1] or None) for k in keys]))
         capacity = max([window_size] + [w for _, _, w in self._trend_keys])
         self.window = RollingWindow(self.layout.width, capacity)
-        # By default the reward-hacking detector sets grpo_reward_hacking_suspected (from eval accuracy,
-        # falling while the reward rises); pass detectors=[] to run none, or your own list.
+        # By default the online detectors of rewardscope.analysis.default_detectors() set their gauges
+        # (reward hacking, function dominance, ...); pass detectors=[] to run none, or your own list.
         if detectors is None:
-            from .analysis.hacking import RewardHackingDetector
+            from .analysis import default_detectors
 
-            detectors = [RewardHackingDetector()]
+            detectors = default_detectors()
         self.detectors = list(detectors)
+        for detector in self.detectors:
+            if hasattr(detector, "bind"):  # detectors that need the reward functions' weights
+                detector.bind(self.specs)
         self.recent_alerts: list[AlertEvent] = []  # bounded below
         self._max_recent_alerts = 1000
 
@@ -282,6 +285,8 @@ class RewardMonitor:
             row[layout.function_slots[name]] = values
         metrics = StepMetrics(step, now, layout, row, rewards if self.log_distributions else None)
         for detector in self.detectors:
+            if hasattr(detector, "observe_batch"):  # detectors that read the batch itself (length vs reward)
+                detector.observe_batch(stats.combined, arrays["completion_lengths"], g)
             for name, value in detector.update(metrics).items():
                 row[layout.index(name)] = value
 

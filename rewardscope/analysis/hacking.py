@@ -3,23 +3,38 @@
 A policy that games its reward (a format reward paid for tags around a wrong
 answer, a judge fooled by length) shows one signature: the reward it is trained
 on, the *proxy* (the combined reward), keeps rising while a *performance* signal
-it cannot game falls. Performance is held-out eval accuracy
-(grpo_eval_accuracy_ratio, measured on some steps only) and/or a "gold" reward
-function: one with weight 0, tracked but not trained on, or a weighted one such
-as answer correctness whose weighted part is then taken out of the proxy.
+it cannot game falls. Performance signals, each used when present:
 
-The rule, over the latest ``window`` recorded steps: the proxy's least-squares
-slope per step is positive AND a performance signal's slope is negative, each at
-one-sided significance ``alpha`` (t-test on the slope, rewardscope.analysis.trends),
-with at least ``min_steps`` proxy points and ``min_evals`` eval points (or
-``min_steps`` gold points). Eval accuracy counts only on the steps that measured
-it; the verdict stays as it was between evaluations.
+- held-out eval accuracy (grpo_eval_accuracy_ratio, measured on some steps only);
+- a "gold" reward function: one with weight 0, tracked but not trained on, or a weighted
+  one such as answer correctness whose weighted part is then taken out of the proxy;
+- (``watch_functions``, on by default) each weighted reward function: one of them
+  falling while the combined reward rises means the policy trades it for the others.
 
-``RewardHackingDetector`` applies the rule online as a RewardMonitor detector
-(bounded memory: three deques of at most ``window`` points) and sets
-grpo_reward_hacking_suspected to 1 or 0 each step. ``detect_reward_hacking``
-replays the same rule over a recorded history and adds whole-run slopes,
-correlations, the functions that rose and a verdict.
+The trigger, over the latest ``window`` recorded steps: the proxy's least-squares
+slope per step is positive AND a performance signal's slope is negative (for a watched
+function, the proxy is the combined reward without that function's weighted part), each at
+one-sided significance ``alpha`` (t-test on the slope: a one-sided confidence interval
+that excludes zero), with at least ``min_steps`` proxy points and ``min_evals`` eval
+points (or ``min_steps`` points of a per-step signal). Eval accuracy counts only on the
+steps that measured it. The slopes come from running sums (O(1) per step,
+rewardscope.analysis.online.SlidingTrend).
+
+The verdict has memory (``hold``, on by default): once suspected, hacking stays
+suspected, even when the proxy saturates and its slope stops being significant, until
+there is evidence of recovery from the performance signal that fired: its fitted level
+at the latest step has made up at least half of the fall measured when the verdict
+fired (from the fitted level where the window began to the fitted level at the firing
+step): performance back up, the proxy-performance gap closing. A slope merely turning
+positive on a plateau is not recovery (by chance it does so 1% of the steps at alpha
+0.01). A hacked plateau stays flagged; a recovered run clears.
+
+``RewardHackingDetector`` applies this online as a RewardMonitor detector and sets
+grpo_reward_hacking_suspected (the verdict) and grpo_reward_hacking_evidence_ratio
+(for the strongest signal, the weaker of the two slope t statistics over its critical
+value, clipped to [0, 1]).
+``detect_reward_hacking`` replays the same rule over a recorded history and adds
+whole-run slopes, correlations, the functions that rose and a verdict.
 
 Usage::
 
@@ -32,26 +47,19 @@ Usage::
 from __future__ import annotations
 
 import math
-from collections import deque
 from dataclasses import dataclass, field
 from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..metrics.functions import RewardFunctionSpec
 from ..metrics.layout import StepMetrics
 from .history import StepHistory
-from .trends import Trend, fit_trend, pearson
+from .online import SlidingTrend
+from .trends import fit_trend, pearson
 
 FLAG = "grpo_reward_hacking_suspected"
-
-
-_FLAT = Trend(0.0, 0.0, 0)
-
-
-def _trend(points: deque) -> Trend:
-    """Trend of (step, value) points; a flat one when no line can be fitted."""
-    steps, values = zip(*points)
-    return fit_trend(steps, values) or _FLAT
+EVIDENCE = "grpo_reward_hacking_evidence_ratio"
 
 
 class RewardHackingDetector:
@@ -63,7 +71,8 @@ class RewardHackingDetector:
     """
 
     def __init__(self, gold_function: str | None = None, *, gold_weight: float = 0.0, use_eval_accuracy: bool = True,
-                 window: int = 50, alpha: float = 0.01, min_steps: int = 10, min_evals: int = 3) -> None:
+                 watch_functions: bool = True, window: int = 30, alpha: float = 0.01, min_steps: int = 10,
+                 min_evals: int = 3, hold: bool = True) -> None:
         if window < 3 or not 3 <= min_steps <= window or min_evals < 3:
             raise ValueError("need window >= min_steps >= 3 and min_evals >= 3: a slope needs three points")
         if not 0.0 < alpha < 1.0:
@@ -71,20 +80,38 @@ class RewardHackingDetector:
         self.gold_function = gold_function
         self.gold_weight = float(gold_weight)
         self.use_eval_accuracy = use_eval_accuracy
+        self.watch_functions = watch_functions
         self.window = window
         self.alpha = alpha
         self.min_steps = min_steps
         self.min_evals = min_evals
-        self._proxy: deque[tuple[int, float]] = deque(maxlen=window)
-        self._eval: deque[tuple[int, float]] = deque(maxlen=window)
-        self._gold: deque[tuple[int, float]] = deque(maxlen=window)
+        self.hold = hold
+        self._proxy = SlidingTrend(window)
+        self._eval = SlidingTrend(window)
+        self._gold = SlidingTrend(window)
+        self._functions: dict[str, tuple[SlidingTrend, SlidingTrend]] = {}  # fn -> (its mean, the proxy without it)
+        self._weights: dict[str, float] = {}  # weighted reward functions, from bind()
+        # The performance signal that fired, and the level that counts as recovered: halfway back from its fitted
+        # level at the firing step to its fitted level where the window began.
+        self._fired: tuple[SlidingTrend, float] | None = None
         self.suspected = False
+        self.evidence = 0.0
+
+    def bind(self, reward_functions: Sequence[RewardFunctionSpec]) -> None:
+        """Called by RewardMonitor with the run's reward functions: the weighted ones are watched."""
+        self._weights = {spec.name: spec.weight for spec in reward_functions if spec.weight != 0.0}
 
     def update(self, metrics: StepMetrics) -> dict[str, float]:
         gold = None if self.gold_function is None else metrics.value("grpo_reward_fn_mean", self.gold_function)
         eval_accuracy = metrics.value("grpo_eval_accuracy_ratio") if self.use_eval_accuracy else None
-        suspected = self.observe(metrics.step, self.proxy(metrics.value("grpo_reward_mean"), gold), eval_accuracy, gold)
-        return {FLAG: 1.0 if suspected else 0.0}
+        functions = None
+        if self.watch_functions:
+            means = metrics.row[metrics.layout.function_slots["grpo_reward_fn_mean"]].tolist()
+            functions = {fn: m for fn, m in zip(metrics.reward_functions, means)
+                         if fn in self._weights and fn != self.gold_function and not math.isnan(m)}
+        suspected = self.observe(metrics.step, self.proxy(metrics.value("grpo_reward_mean"), gold), eval_accuracy, gold,
+                                 functions)
+        return {FLAG: 1.0 if suspected else 0.0, EVIDENCE: self.evidence}
 
     def proxy(self, combined_mean: float | None, gold_mean: float | None) -> float | None:
         """The combined reward mean without the gold function's weighted part (None when unknown)."""
@@ -92,35 +119,65 @@ class RewardHackingDetector:
             return None
         return combined_mean - self.gold_weight * (gold_mean or 0.0)
 
-    def observe(self, step: int, proxy: float | None, eval_accuracy: float | None, gold_mean: float | None) -> bool:
-        """Add one step's values (None = not measured this step); True while hacking is suspected."""
+    def observe(self, step: int, proxy: float | None, eval_accuracy: float | None, gold_mean: float | None,
+                function_means: Mapping[str, float] | None = None) -> bool:
+        """Add one step's values (None = not measured this step); True while hacking is suspected.
+
+        ``function_means``: the means of the watched weighted functions; each is compared with the
+        proxy without its own weighted part (the other functions)."""
+        x = float(step)
         if proxy is not None:
-            self._proxy.append((step, proxy))
+            self._proxy.add(x, proxy)
         if eval_accuracy is not None:
-            self._eval.append((step, eval_accuracy))
+            self._eval.add(x, eval_accuracy)
         if gold_mean is not None:
-            self._gold.append((step, gold_mean))
-        if self._proxy:
-            oldest = self._proxy[0][0]
-            for points in (self._eval, self._gold):
-                while points and points[0][0] < oldest:
-                    points.popleft()
-        self.suspected = self._rule_holds()
+            self._gold.add(x, gold_mean)
+        for fn, mean in (function_means or {}).items():
+            if proxy is None:
+                continue
+            own, others = self._functions.setdefault(fn, (SlidingTrend(self.window), SlidingTrend(self.window)))
+            own.add(x, mean)
+            others.add(x, proxy - self._weights.get(fn, 1.0) * mean)
+        if self._proxy.n:
+            oldest = self._proxy.points[0][0]
+            for trend in (self._eval, self._gold):
+                trend.drop_before(oldest)
+        falling = self._trigger()
+        if self.suspected and self.hold:
+            if self._recovered(x):
+                self.suspected, self._fired = False, None
+        elif falling is not None:
+            self.suspected = True
+            before, now = falling.fitted(falling.points[0][0]), falling.fitted(x)
+            self._fired = (falling, before - 0.5 * (before - now))
+        else:
+            self.suspected = False
         return self.suspected
 
-    def _rule_holds(self) -> bool:
-        # Cheapest checks first: without enough performance points (a run that passes no eval
-        # accuracy and has no gold function) nothing is fitted at all; the performance slopes
-        # are fitted only when the proxy rises.
-        enough_eval = len(self._eval) >= self.min_evals
-        enough_gold = len(self._gold) >= self.min_steps
-        if not (enough_eval or enough_gold) or len(self._proxy) < self.min_steps:
+    def _sources(self) -> list[tuple[SlidingTrend, int, SlidingTrend]]:
+        """(performance signal, its minimum number of points, the proxy it is compared with)."""
+        out = [(self._eval, self.min_evals, self._proxy), (self._gold, self.min_steps, self._proxy)]
+        return out + [(own, self.min_steps, others) for own, others in self._functions.values()]
+
+    def _trigger(self) -> SlidingTrend | None:
+        """The performance signal for which the rule holds now (the strongest), or None; sets the evidence."""
+        self.evidence = 0.0
+        fired, strongest = None, 0.0
+        for performance, minimum, proxy in self._sources():
+            if performance.n < minimum or proxy.n < self.min_steps:
+                continue
+            evidence = min(proxy.evidence(self.alpha, rising=True), performance.evidence(self.alpha, rising=False))
+            if evidence > strongest:
+                strongest = evidence
+                fired = performance if evidence > 1.0 else None
+        self.evidence = max(0.0, min(1.0, strongest))
+        return fired
+
+    def _recovered(self, x: float) -> bool:
+        if self._fired is None:
             return False
-        if not _trend(self._proxy).rising(self.alpha):
-            return False
-        if enough_eval and _trend(self._eval).falling(self.alpha):
-            return True
-        return enough_gold and _trend(self._gold).falling(self.alpha)
+        signal, halfway = self._fired
+        return signal.n >= 3 and signal.fitted(x) >= halfway
 
 
 @dataclass(frozen=True)
