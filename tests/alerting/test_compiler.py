@@ -47,6 +47,10 @@ def test_default_pack_compiles_to_these_expressions():
         ("GRPORewardHackingSuspected", "critical"): "grpo_reward_hacking_suspected > 0.5",
         ("GRPORunStalled", "error"): "time() - grpo_last_step_timestamp_seconds > 300.0",
         ("GRPOExporterDown", "warning"): 'up{job="rewardscope"} == 0 and on(job, instance) max_over_time(up{job="rewardscope"}[1h]) == 1',
+        ("GRPOFunctionDominance", "warning"): "grpo_function_dominance_suspected > 0.5",
+        ("GRPOLengthExploitation", "warning"): "grpo_length_exploitation_suspected > 0.5",
+        ("GRPOKLAccelerating", "warning"): "grpo_kl_acceleration_suspected > 0.5",
+        ("GRPOZeroSpreadTakeover", "warning"): "grpo_zero_spread_takeover_suspected > 0.5",
     }
 
 

@@ -25,7 +25,7 @@ def test_promtool_checks_the_config_and_the_rules(promtool, tmp_path):
     local = tmp_path / "prometheus.yml"
     local.write_text(prometheus_config(["127.0.0.1:19464"], ROOT / "prometheus" / "rules", "127.0.0.1:9093", interval="5s"))
     result = run([promtool, "check", "config", str(local)])
-    assert result.returncode == 0 and "SUCCESS: 14 rules found" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "SUCCESS: 18 rules found" in result.stdout, result.stdout + result.stderr
     result = run([promtool, "check", "rules", *map(str, sorted((ROOT / "prometheus" / "rules").glob("*.yml")))])
     assert result.returncode == 0, result.stdout + result.stderr
 
