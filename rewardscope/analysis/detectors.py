@@ -69,19 +69,19 @@ class FunctionDominanceDetector:
         self.cusum = Cusum(k, h)
         self.verdict = HeldVerdict()
         self.share: float | None = None
-        self.weights: np.ndarray | None = None
+        self.weights: list[float] | None = None
 
     def bind(self, reward_functions: Sequence[RewardFunctionSpec]) -> None:
         """Called by RewardMonitor with the run's reward functions (their weights scale the spreads)."""
-        self.weights = np.array([spec.weight for spec in reward_functions], dtype=np.float64)
+        self.weights = [spec.weight for spec in reward_functions]
 
     def update(self, metrics: StepMetrics) -> dict[str, float]:
-        spread = metrics.row[metrics.layout.function_slots["grpo_reward_fn_group_std_mean"]]
-        weights = self.weights if self.weights is not None and self.weights.size == spread.size else np.ones(spread.size)
-        signal = (weights * spread) ** 2
-        total = float(np.nansum(signal))
+        spreads = metrics.row[metrics.layout.function_slots["grpo_reward_fn_group_std_mean"]].tolist()
+        weights = self.weights if self.weights is not None and len(self.weights) == len(spreads) else [1.0] * len(spreads)
+        signal = [(w * s) ** 2 for w, s in zip(weights, spreads) if w and s == s]  # s == s: not NaN
+        total = sum(signal)
         # No spread at all is the zero-spread detector's business; one weighted function cannot dominate others.
-        self.share = float(np.nanmax(signal)) / total if np.count_nonzero(weights) >= 2 and total > 0 else None
+        self.share = max(signal) / total if len(signal) >= 2 and total > 0 else None
         triggered = self.cusum.add(self.share if self.share is not None else 0.0)
         held = self.verdict.update(metrics.step, triggered, recovered=self.cusum.s == 0.0)
         return {"grpo_function_dominance_evidence_ratio": self.cusum.evidence, "grpo_function_dominance_suspected": _flag(held)}
@@ -100,22 +100,19 @@ class LengthExploitationDetector:
         self.z = None
         if lengths is None or group_size < 2 or combined.size != lengths.size or combined.size % group_size:
             return
-        rewards = combined.reshape(-1, group_size)
-        if not np.isfinite(rewards).all():
+        rewards, lengths = combined.reshape(-1, group_size), lengths.reshape(-1, group_size)
+        r = rewards - rewards.mean(axis=1, keepdims=True)
+        if not math.isfinite(float(np.vdot(r, r))):  # a non-finite combined reward: leave its groups out
             keep = np.isfinite(rewards).all(axis=1)
-            rewards = rewards[keep]
-            lengths = lengths.reshape(-1, group_size)[keep]
-        else:
-            lengths = lengths.reshape(-1, group_size)
+            rewards, lengths = rewards[keep], lengths[keep]
+            r = rewards - rewards.mean(axis=1, keepdims=True)
+        ell = lengths - lengths.mean(axis=1, keepdims=True)
         # Identical completions (same length) repeat one observation: count the distinct lengths of each group,
         # less one for its mean, as the degrees of freedom of the pooled within-group correlation.
         ordered = np.sort(lengths, axis=1)
-        distinct = 1 + np.count_nonzero(ordered[:, 1:] != ordered[:, :-1], axis=1)
-        dof = int(distinct.sum()) - rewards.shape[0] - 3
+        dof = int(np.count_nonzero(ordered[:, 1:] != ordered[:, :-1])) - 3
         if dof < 1:
             return
-        r = rewards - rewards.mean(axis=1, keepdims=True)
-        ell = lengths - lengths.mean(axis=1, keepdims=True)
         denominator = math.sqrt(float(np.vdot(r, r)) * float(np.vdot(ell, ell)))
         if denominator == 0.0:
             self.z = 0.0

@@ -55,8 +55,8 @@ import numpy as np
 from ..metrics.functions import RewardFunctionSpec
 from ..metrics.layout import StepMetrics
 from .history import StepHistory
-from .online import SlidingTrend
-from .trends import fit_trend, pearson
+from .online import MultiTrend, SlidingTrend
+from .trends import fit_trend, pearson, t_critical
 
 FLAG = "grpo_reward_hacking_suspected"
 EVIDENCE = "grpo_reward_hacking_evidence_ratio"
@@ -86,14 +86,15 @@ class RewardHackingDetector:
         self.min_steps = min_steps
         self.min_evals = min_evals
         self.hold = hold
-        self._proxy = SlidingTrend(window)
         self._eval = SlidingTrend(window)
-        self._gold = SlidingTrend(window)
-        self._functions: dict[str, tuple[SlidingTrend, SlidingTrend]] = {}  # fn -> (its mean, the proxy without it)
+        self._eval_falling = 0.0  # the eval slope's falling evidence, recomputed when its points change
+        # Per-step series share their steps: one vectorised trend of [proxy, gold?, f_1..f_F, proxy - w_f f_1..F].
+        self._trends: MultiTrend | None = None
+        self._watched: tuple[str, ...] = ()
         self._weights: dict[str, float] = {}  # weighted reward functions, from bind()
-        # The performance signal that fired, and the level that counts as recovered: halfway back from its fitted
-        # level at the firing step to its fitted level where the window began.
-        self._fired: tuple[SlidingTrend, float] | None = None
+        # The signal that fired ("eval" or a column of the per-step trends) and the level that counts as recovered:
+        # halfway back from its fitted level at the firing step to its fitted level where the window began.
+        self._fired: tuple[str | int, float] | None = None
         self.suspected = False
         self.evidence = 0.0
 
@@ -105,10 +106,9 @@ class RewardHackingDetector:
         gold = None if self.gold_function is None else metrics.value("grpo_reward_fn_mean", self.gold_function)
         eval_accuracy = metrics.value("grpo_eval_accuracy_ratio") if self.use_eval_accuracy else None
         functions = None
-        if self.watch_functions:
+        if self.watch_functions and self._weights:
             means = metrics.row[metrics.layout.function_slots["grpo_reward_fn_mean"]].tolist()
-            functions = {fn: m for fn, m in zip(metrics.reward_functions, means)
-                         if fn in self._weights and fn != self.gold_function and not math.isnan(m)}
+            functions = {fn: m for fn, m in zip(metrics.reward_functions, means) if fn in self._weights and fn != self.gold_function}
         suspected = self.observe(metrics.step, self.proxy(metrics.value("grpo_reward_mean"), gold), eval_accuracy, gold,
                                  functions)
         return {FLAG: 1.0 if suspected else 0.0, EVIDENCE: self.evidence}
@@ -119,6 +119,20 @@ class RewardHackingDetector:
             return None
         return combined_mean - self.gold_weight * (gold_mean or 0.0)
 
+    def _add_step(self, x: float, proxy: float, gold_mean: float | None, function_means: Mapping[str, float]) -> None:
+        if self._trends is None:
+            self._watched = tuple(function_means)
+            self._trends = MultiTrend(self.window, 1 + (self.gold_function is not None) + 2 * len(self._watched))
+        values = [proxy]
+        if self.gold_function is not None:
+            values.append(math.nan if gold_mean is None else gold_mean)
+        own = [function_means.get(fn, math.nan) for fn in self._watched]
+        values += own
+        values += [proxy - self._weights.get(fn, 1.0) * m for fn, m in zip(self._watched, own)]
+        row = np.array(values)
+        if not np.isnan(row).any():  # a step missing one of the series is left out of all of them
+            self._trends.add(x, row)
+
     def observe(self, step: int, proxy: float | None, eval_accuracy: float | None, gold_mean: float | None,
                 function_means: Mapping[str, float] | None = None) -> bool:
         """Add one step's values (None = not measured this step); True while hacking is suspected.
@@ -127,57 +141,60 @@ class RewardHackingDetector:
         proxy without its own weighted part (the other functions)."""
         x = float(step)
         if proxy is not None:
-            self._proxy.add(x, proxy)
+            self._add_step(x, proxy, gold_mean, function_means or {})
+        points = self._eval.n
         if eval_accuracy is not None:
             self._eval.add(x, eval_accuracy)
-        if gold_mean is not None:
-            self._gold.add(x, gold_mean)
-        for fn, mean in (function_means or {}).items():
-            if proxy is None:
-                continue
-            own, others = self._functions.setdefault(fn, (SlidingTrend(self.window), SlidingTrend(self.window)))
-            own.add(x, mean)
-            others.add(x, proxy - self._weights.get(fn, 1.0) * mean)
-        if self._proxy.n:
-            oldest = self._proxy.points[0][0]
-            for trend in (self._eval, self._gold):
-                trend.drop_before(oldest)
-        falling = self._trigger()
+        if self._trends is not None and self._trends.n:
+            self._eval.drop_before(self._trends.oldest_x)
+        if self._eval.n != points or eval_accuracy is not None:
+            self._eval_falling = self._eval.evidence(self.alpha, rising=False) if self._eval.n >= self.min_evals else 0.0
+        fired = self._trigger()
         if self.suspected and self.hold:
             if self._recovered(x):
                 self.suspected, self._fired = False, None
-        elif falling is not None:
+        elif fired is not None:
             self.suspected = True
-            before, now = falling.fitted(falling.points[0][0]), falling.fitted(x)
-            self._fired = (falling, before - 0.5 * (before - now))
+            before, now = self._fitted(fired, self._trends.oldest_x), self._fitted(fired, x)  # type: ignore[union-attr]
+            self._fired = (fired, before - 0.5 * (before - now))
         else:
             self.suspected = False
         return self.suspected
 
-    def _sources(self) -> list[tuple[SlidingTrend, int, SlidingTrend]]:
-        """(performance signal, its minimum number of points, the proxy it is compared with)."""
-        out = [(self._eval, self.min_evals, self._proxy), (self._gold, self.min_steps, self._proxy)]
-        return out + [(own, self.min_steps, others) for own, others in self._functions.values()]
+    def _fitted(self, signal: str | int, x: float) -> float:
+        if signal == "eval":
+            return self._eval.fitted(x)
+        return float(self._trends.fitted(x)[signal])  # type: ignore[union-attr,index]
 
-    def _trigger(self) -> SlidingTrend | None:
+    def _trigger(self) -> str | int | None:
         """The performance signal for which the rule holds now (the strongest), or None; sets the evidence."""
         self.evidence = 0.0
-        fired, strongest = None, 0.0
-        for performance, minimum, proxy in self._sources():
-            if performance.n < minimum or proxy.n < self.min_steps:
-                continue
-            evidence = min(proxy.evidence(self.alpha, rising=True), performance.evidence(self.alpha, rising=False))
-            if evidence > strongest:
-                strongest = evidence
-                fired = performance if evidence > 1.0 else None
+        trends = self._trends
+        if trends is None or trends.n < self.min_steps:
+            return None
+        ratio = trends.t() / t_critical(self.alpha, trends.n - 2)  # > 1: rising significantly; < -1: falling
+        rising = float(ratio[0])
+        candidates: list[tuple[float, str | int]] = [(min(rising, self._eval_falling), "eval")]
+        column = 1
+        if self.gold_function is not None:
+            candidates.append((min(rising, -float(ratio[1])), 1))
+            column = 2
+        f = len(self._watched)
+        if f:
+            both = np.minimum(ratio[column + f:column + 2 * f], -ratio[column:column + f])
+            best = int(np.argmax(both))
+            candidates.append((float(both[best]), column + best))
+        strongest, signal = max(candidates, key=lambda c: c[0])
         self.evidence = max(0.0, min(1.0, strongest))
-        return fired
+        return signal if strongest > 1.0 else None
 
     def _recovered(self, x: float) -> bool:
         if self._fired is None:
             return False
         signal, halfway = self._fired
-        return signal.n >= 3 and signal.fitted(x) >= halfway
+        if signal == "eval" and self._eval.n < 3:
+            return False
+        return self._fitted(signal, x) >= halfway
 
 
 @dataclass(frozen=True)

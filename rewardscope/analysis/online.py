@@ -33,6 +33,8 @@ from __future__ import annotations
 import math
 from collections import deque
 
+import numpy as np
+
 from .trends import t_critical
 
 
@@ -179,3 +181,76 @@ class HeldVerdict:
             self.on = False
             self.fired_at = None
         return self.on
+
+
+class MultiTrend:
+    """Least-squares slopes of K series sampled at the same x, over the last ``window`` points, vectorised.
+
+    The same running sums as ``SlidingTrend`` with one numpy vector per sum, so K slopes cost
+    about as much as two: ``add(x, values)`` with a length-K vector, ``t()`` the K t statistics.
+    """
+
+    def __init__(self, window: int, k: int) -> None:
+        if window < 3:
+            raise ValueError(f"a trend window needs at least 3 points, got {window}")
+        self.window = window
+        self.k = k
+        self.xs = np.zeros(window)
+        self.ys = np.zeros((window, k))
+        self.n = 0
+        self._next = 0
+        self._added = 0
+        self._reset_sums()
+
+    def _reset_sums(self) -> None:
+        xs, ys = self.xs[:self.n], self.ys[:self.n]
+        self.sx, self.sxx = float(xs.sum()), float(xs @ xs)
+        self.sy, self.sxy, self.syy = ys.sum(axis=0), xs @ ys, (ys * ys).sum(axis=0)
+
+    def add(self, x: float, values: np.ndarray) -> None:
+        i = self._next
+        if self.n == self.window:
+            old_x, old = self.xs[i], self.ys[i].copy()
+            self.sx += x - old_x
+            self.sxx += x * x - old_x * old_x
+            self.sy += values - old
+            self.sxy += x * values - old_x * old
+            self.syy += values * values - old * old
+        else:
+            self.n += 1
+            self.sx += x
+            self.sxx += x * x
+            self.sy += values
+            self.sxy += x * values
+            self.syy += values * values
+        self.xs[i], self.ys[i] = x, values
+        self._next = (i + 1) % self.window
+        self._added += 1
+        if self._added % self.window == 0:
+            self._reset_sums()
+
+    @property
+    def oldest_x(self) -> float:
+        return float(self.xs[self._next if self.n == self.window else 0])
+
+    def t(self) -> np.ndarray:
+        """t statistics of the K slopes (0 below 3 points or without spread; +-inf for exact lines)."""
+        n = self.n
+        sxx = self.sxx - self.sx * self.sx / n if n else 0.0
+        if n < 3 or sxx <= 1e-12 * max(1.0, self.sxx):
+            return np.zeros(self.k)
+        sxy = self.sxy - self.sx / n * self.sy
+        syy = self.syy - self.sy * self.sy / n
+        slope = sxy / sxx
+        residual = syy - slope * sxy
+        exact = residual <= 1e-12 * np.maximum(syy, 1e-300)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = slope / np.sqrt(np.where(exact, 1.0, residual) / (n - 2) / sxx)
+        return np.where(exact, np.copysign(np.where(slope == 0.0, 0.0, np.inf), slope), t)
+
+    def fitted(self, x: float) -> np.ndarray:
+        """The K lines' values at ``x``."""
+        n = self.n
+        sxx = self.sxx - self.sx * self.sx / n
+        slope = (self.sxy - self.sx / n * self.sy) / sxx if sxx > 0 else np.zeros(self.k)
+        return self.sy / n + slope * (x - self.sx / n)
