@@ -27,6 +27,11 @@ Usage::
     trainer.train()
     monitor.close()
 
+``RewardScopeCallback(monitor, on_critical="stop")`` acts on a verdict: when a critical alert
+fires (the monitor needs ``alerts=True``), it asks the Trainer (``TrainerControl``) to save a
+checkpoint and stop after the step, and records the alert and the last step before its onset
+in the run directory's ``stopped.json`` (rewardscope.trainer.stopping). The default only alerts.
+
 Set ``logging_steps=1`` for one monitor step per optimiser step: with a larger value
 each monitor step holds every completion scored since the previous log. With
 ``num_iterations > 1`` TRL reuses one batch of completions for several optimiser steps;
@@ -69,9 +74,13 @@ def reward_specs(reward_funcs: Sequence[Callable[..., Any]], weights: Sequence[f
 class RewardScopeCallback(TrainerCallback):
     """Feeds TRL GRPOTrainer's per-sample rewards and logged values into a RewardMonitor."""
 
-    def __init__(self, monitor: Any, close_on_train_end: bool = False):
+    def __init__(self, monitor: Any, close_on_train_end: bool = False, on_critical: str = "alert"):
+        if on_critical not in ("alert", "stop"):
+            raise ValueError(f"on_critical must be 'alert' or 'stop', got {on_critical!r}")
         self.monitor = monitor
         self.close_on_train_end = close_on_train_end
+        self.on_critical = on_critical
+        self.stop_record: Any = None  # rewardscope.trainer.stopping.StopRecord once a critical alert stopped the run
         self._names: list[str] = []
         self._rewards: dict[str, list[np.ndarray]] = {}
         self._lengths: list[np.ndarray] = []
@@ -99,10 +108,10 @@ class RewardScopeCallback(TrainerCallback):
         return wrapped
 
     # ------------------------------------------------------------------ TrainerCallback
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> Any:
         logs = logs or {}
         if not self._names or not self._rewards[self._names[0]] or "loss" not in logs:
-            return
+            return None
         rewards = {name: np.concatenate(chunks) for name, chunks in self._rewards.items()}
         lengths = np.concatenate(self._lengths) if self._lengths else None
         for chunks in self._rewards.values():
@@ -126,6 +135,23 @@ class RewardScopeCallback(TrainerCallback):
             **values,
         )
         self.recorded_steps.append(int(state.global_step))
+        if self.on_critical == "stop":
+            return self._stop_on_critical(args, state, control)
+        return None
+
+    def _stop_on_critical(self, args: Any, state: Any, control: Any) -> Any:
+        """On a critical alert: save a checkpoint, stop after this step, record why in the run store."""
+        from rewardscope.trainer.stopping import critical_firing, stop_record, write_stop_record
+
+        event = critical_firing(self.monitor)
+        if event is None or self.stop_record is not None:
+            return None
+        self.stop_record = stop_record(event, self.monitor)
+        checkpoint = f"{args.output_dir}/checkpoint-{state.global_step}"  # where the Trainer saves on should_save
+        write_stop_record(self.monitor.run_directory, self.stop_record, checkpoint)
+        control.should_save = True
+        control.should_training_stop = True
+        return control
 
     def on_evaluate(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         # Rewards scored during evaluation are not training samples.

@@ -51,6 +51,7 @@ from rewardscope.trainer.generation import (
 from rewardscope.trainer.models import apply_lora, eos_token_ids, load_model_and_tokenizer
 from rewardscope.trainer.objective import group_advantages, grpo_token_loss, loss_weights
 from rewardscope.trainer.rewards import RewardFunction, is_correct, resolve_reward_functions
+from rewardscope.trainer.stopping import CriticalStop
 
 log = logging.getLogger("rewardscope.trainer")
 
@@ -452,6 +453,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
         prometheus_port=None,
         config=config,
     )
+    if config.on_critical == "stop":  # --on-critical stop: a critical alert ends the run (rewardscope.trainer.stopping)
+        callbacks = [*callbacks, CriticalStop(config.checkpoint_dir)]
     monitor = _make_monitor(config, trainer.functions, resume_after_step=start_step if resume_state else None)
     result.run_directory = monitor.run_directory
     result.prometheus_port = monitor.prometheus_port
