@@ -14,13 +14,11 @@ Usage::
 """
 
 from .analyzer import RewardAnalyzer
-from .detectors import (FunctionDominanceDetector, KLAccelerationDetector, LengthExploitationDetector,
-                        ZeroSpreadTakeoverDetector)
+from .detectors import FunctionDominanceDetector, KLAccelerationDetector, LengthExploitationDetector, ZeroSpreadTakeoverDetector
 from .hacking import HackingReport, RewardHackingDetector, detect_reward_hacking
 from .history import StepHistory, load_history, load_run
 from .importance import function_importance
 from .quality import QualityReport, assess_quality
-
 
 
 def default_detectors() -> list:

@@ -78,7 +78,7 @@ class FunctionDominanceDetector:
     def update(self, metrics: StepMetrics) -> dict[str, float]:
         spreads = metrics.row[metrics.layout.function_slots["grpo_reward_fn_group_std_mean"]].tolist()
         weights = self.weights if self.weights is not None and len(self.weights) == len(spreads) else [1.0] * len(spreads)
-        signal = [(w * s) ** 2 for w, s in zip(weights, spreads) if w and s == s]  # s == s: not NaN
+        signal = [(w * s) ** 2 for w, s in zip(weights, spreads) if w and not math.isnan(s)]
         total = sum(signal)
         # No spread at all is the zero-spread detector's business; one weighted function cannot dominate others.
         self.share = max(signal) / total if len(signal) >= 2 and total > 0 else None

@@ -103,6 +103,28 @@ def test_a_recovered_run_clears():
     assert all(flags[4:20]) and not any(flags[20:])
 
 
+def test_online_rule_agrees_with_scipy_linregress_on_noisy_data():
+    rng = np.random.default_rng(3)
+    window, alpha = 20, 0.01
+    detector = RewardHackingDetector(gold_function="gold", window=window, alpha=alpha, min_steps=10, hold=False)
+    proxy = 0.004 * np.arange(120) + rng.normal(0, 0.05, 120)
+    gold = np.concatenate([0.5 + rng.normal(0, 0.05, 60), 0.5 - 0.006 * np.arange(60) + rng.normal(0, 0.05, 60)])
+
+    def one_sided(x, y, rising):
+        fit = stats.linregress(x, y)
+        p = fit.pvalue / 2 if (fit.slope > 0) == rising else 1 - fit.pvalue / 2
+        return p < alpha
+
+    flags = []
+    for t in range(120):
+        flags.append(detector.observe(t, float(proxy[t]), None, float(gold[t])))
+        lo = max(0, t - window + 1)
+        x = np.arange(lo, t + 1)
+        expected = len(x) >= 10 and one_sided(x, proxy[lo:t + 1], True) and one_sided(x, gold[lo:t + 1], False)
+        assert flags[-1] == expected, t
+    assert any(flags[60:]) and not any(flags[:60])
+
+
 def test_detector_settings_are_checked():
     with pytest.raises(ValueError, match="three points"):
         RewardHackingDetector(min_steps=2)

@@ -7,8 +7,13 @@ import pytest
 from scipy import stats
 
 from rewardscope import RewardFunctionSpec, RewardMonitor
-from rewardscope.analysis import (FunctionDominanceDetector, KLAccelerationDetector, LengthExploitationDetector,
-                                  ZeroSpreadTakeoverDetector, default_detectors)
+from rewardscope.analysis import (
+    FunctionDominanceDetector,
+    KLAccelerationDetector,
+    LengthExploitationDetector,
+    ZeroSpreadTakeoverDetector,
+    default_detectors,
+)
 from rewardscope.analysis.online import Cusum, HeldVerdict, MultiTrend, SlidingTrend
 from rewardscope.metrics.layout import StepLayout, StepMetrics
 
