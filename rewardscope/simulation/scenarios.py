@@ -510,7 +510,7 @@ def simulate_step(plan: RunPlan, step: int, eval_set: np.ndarray | None = None) 
     rewards = {f.name: every[f.name] for f in plan.reward_functions}
 
     # Group-normalised advantages from the combined reward (weights 1), as TRL computes them.
-    combined = sum(np.where(np.isfinite(r), r, 0.0) for r in rewards.values())
+    combined = np.sum([np.where(np.isfinite(r), r, 0.0) for r in rewards.values()], axis=0)
     group_mean = combined.mean(axis=1, keepdims=True)
     group_std = combined.std(axis=1, ddof=1, keepdims=True)
     advantages = (combined - group_mean) / (group_std + 1e-4)
