@@ -9,9 +9,13 @@ on until the detector sees recovery, so a failure that plateaus stays flagged.
 
 - ``FunctionDominanceDetector``: the share of the learning signal carried by the top reward
   function, ``max_f (w_f s_f)^2 / sum_f (w_f s_f)^2`` with ``s_f`` the mean within-group std of
-  function f (grpo_reward_fn_group_std_mean) and ``w_f`` its weight (from ``bind``; 1 without it). CUSUM of the share above
-  k = 0.9, signal at h = 0.5 (five steps at share 1, ten at 0.95); needs two weighted functions
-  and some spread. Recovery: the CUSUM has drained to 0 (shares back below 0.9 long enough).
+  function f (grpo_reward_fn_group_std_mean) and ``w_f`` its weight (from ``bind``; 1 without it),
+  counted only while another weighted function has something left to learn (it is at its
+  declared maximum in fewer than half of the groups: grpo_reward_fn_group_all_max_ratio < 0.5,
+  or no maximum declared); a solved format reward leaving correctness alone to vary is a
+  healthy late run. CUSUM of the share above k = 0.9, signal at h = 0.25 (three steps at share
+  1, five at 0.95); needs two weighted functions and some spread. Recovery: the CUSUM has
+  drained to 0 (shares below 0.9 long enough).
 - ``LengthExploitationDetector``: the pooled within-group correlation r between completion
   length and combined reward (both centred on their group means), as a z-score
   ``atanh(r) * sqrt(n - groups - 3)`` (n: the distinct lengths summed over groups, so that identical
@@ -23,13 +27,17 @@ on until the detector sees recovery, so a failure that plateaus stays flagged.
   is a z-score; evidence is the smaller of z / z_crit (alpha = 0.001 one-sided: 3.09) and the
   parabola through the three block means of KL, 30 steps ahead, over 0.3 (the level of
   GRPOKLTooHigh warning): KL accelerates beyond its noise AND heads for the alert. The verdict
-  needs 2 consecutive steps at evidence 1. Recovery: the latest block mean of KL is back below
+  needs 3 consecutive steps at evidence 1. Recovery: the latest block mean of KL is back below
   the block mean at the moment the verdict fired.
 - ``ZeroSpreadTakeoverDetector``: least-squares slope of grpo_group_zero_std_ratio over the last
-  20 steps; evidence is the smaller of t / t_crit(alpha = 0.01, one-sided) and the line's value
+  20 steps; evidence is the smaller of t / t_crit(alpha = 0.001, one-sided) and the line's value
   30 steps ahead over 0.75 (the level of GRPONoLearningSignal): the share rises beyond its
-  noise AND heads for a takeover. Recovery: the fitted share is back below halfway between
-  the fitted share where the window began and the fitted share when the verdict fired.
+  noise AND heads for a takeover; the verdict needs 3 consecutive steps at evidence 1.
+  Recovery: the fitted share is back below halfway between the fitted share where the window
+  began and the fitted share when the verdict fired.
+
+Thresholds were chosen on ``rewardscope evaluate`` (docs/runbooks.md, "Detection measured over
+many runs"): no false alarm on healthy runs of 1,000 steps, the shortest delay that allows.
 
 Usage::
 
@@ -65,8 +73,9 @@ def _flag(on: bool) -> float:
 class FunctionDominanceDetector:
     """One reward function carries the learning signal while the others stall; see the module docstring."""
 
-    def __init__(self, k: float = 0.9, h: float = 0.5) -> None:
+    def __init__(self, k: float = 0.9, h: float = 0.25, solved: float = 0.5) -> None:
         self.cusum = Cusum(k, h)
+        self.solved = solved
         self.verdict = HeldVerdict()
         self.share: float | None = None
         self.weights: list[float] | None = None
@@ -76,12 +85,20 @@ class FunctionDominanceDetector:
         self.weights = [spec.weight for spec in reward_functions]
 
     def update(self, metrics: StepMetrics) -> dict[str, float]:
-        spreads = metrics.row[metrics.layout.function_slots["grpo_reward_fn_group_std_mean"]].tolist()
+        slots = metrics.layout.function_slots
+        spreads = metrics.row[slots["grpo_reward_fn_group_std_mean"]].tolist()
+        solved = metrics.row[slots["grpo_reward_fn_group_all_max_ratio"]].tolist()
         weights = self.weights if self.weights is not None and len(self.weights) == len(spreads) else [1.0] * len(spreads)
-        signal = [(w * s) ** 2 for w, s in zip(weights, spreads) if w and not math.isnan(s)]
-        total = sum(signal)
+        signal = [((w * s) ** 2, m) for w, s, m in zip(weights, spreads, solved) if w and not math.isnan(s)]
+        total = sum(v for v, _ in signal)
+        self.share = None
         # No spread at all is the zero-spread detector's business; one weighted function cannot dominate others.
-        self.share = max(signal) / total if len(signal) >= 2 and total > 0 else None
+        if len(signal) >= 2 and total > 0:
+            top = max(range(len(signal)), key=lambda i: signal[i][0])
+            # The others stall only if one of them has something left to learn: it is not at its declared maximum
+            # in most groups (a solved format reward leaving correctness alone to vary is a healthy late run).
+            stalled = any(not m >= self.solved for i, (_, m) in enumerate(signal) if i != top)  # NaN: no maximum declared
+            self.share = signal[top][0] / total if stalled else None
         triggered = self.cusum.add(self.share if self.share is not None else 0.0)
         held = self.verdict.update(metrics.step, triggered, recovered=self.cusum.s == 0.0)
         return {"grpo_function_dominance_evidence_ratio": self.cusum.evidence, "grpo_function_dominance_suspected": _flag(held)}
@@ -129,7 +146,7 @@ class LengthExploitationDetector:
 class KLAccelerationDetector:
     """KL accelerating towards the KL alert's level; see the module docstring."""
 
-    def __init__(self, block: int = 5, alpha: float = 0.001, level: float = 0.3, horizon: int = 30, confirm: int = 2,
+    def __init__(self, block: int = 5, alpha: float = 0.001, level: float = 0.3, horizon: int = 30, confirm: int = 3,
                  noise_half_life: float = 50.0) -> None:
         if block < 2:
             raise ValueError(f"a block needs at least 2 steps, got {block}")
@@ -188,12 +205,12 @@ class KLAccelerationDetector:
 class ZeroSpreadTakeoverDetector:
     """Zero-spread groups taking over gradually; see the module docstring."""
 
-    def __init__(self, window: int = 20, alpha: float = 0.01, level: float = 0.75, horizon: int = 30) -> None:
+    def __init__(self, window: int = 20, alpha: float = 0.001, level: float = 0.75, horizon: int = 30, confirm: int = 3) -> None:
         self.trend = SlidingTrend(window)
         self.alpha = alpha
         self.level = level
         self.horizon = horizon
-        self.verdict = HeldVerdict()
+        self.verdict = HeldVerdict(confirm)
         self.evidence = 0.0
         self._recovery_level: float | None = None
 

@@ -26,8 +26,13 @@ there is evidence of recovery from the performance signal that fired: its fitted
 at the latest step has made up at least half of the fall measured when the verdict
 fired (from the fitted level where the window began to the fitted level at the firing
 step): performance back up, the proxy-performance gap closing. A slope merely turning
-positive on a plateau is not recovery (by chance it does so 1% of the steps at alpha
-0.01). A hacked plateau stays flagged; a recovered run clears.
+positive on a plateau is not recovery (by chance it does so now and then). A hacked
+plateau stays flagged; a recovered run clears.
+
+Defaults (chosen on ``rewardscope evaluate``: no false alarm on healthy runs of 1,000
+steps): window 30 steps, alpha 0.001, min_steps 10; eval accuracy over ``eval_window``
+(2 x window) steps with at least ``min_evals`` = 5 evaluations (a slope through 3 points
+has 1 degree of freedom: three noisy evaluations on a line are not evidence).
 
 ``RewardHackingDetector`` applies this online as a RewardMonitor detector and sets
 grpo_reward_hacking_suspected (the verdict) and grpo_reward_hacking_evidence_ratio
@@ -71,8 +76,8 @@ class RewardHackingDetector:
     """
 
     def __init__(self, gold_function: str | None = None, *, gold_weight: float = 0.0, use_eval_accuracy: bool = True,
-                 watch_functions: bool = True, window: int = 30, alpha: float = 0.01, min_steps: int = 10,
-                 min_evals: int = 3, hold: bool = True) -> None:
+                 watch_functions: bool = True, window: int = 30, eval_window: int | None = None, alpha: float = 0.001,
+                 min_steps: int = 10, min_evals: int = 5, hold: bool = True) -> None:
         if window < 3 or not 3 <= min_steps <= window or min_evals < 3:
             raise ValueError("need window >= min_steps >= 3 and min_evals >= 3: a slope needs three points")
         if not 0.0 < alpha < 1.0:
@@ -86,7 +91,9 @@ class RewardHackingDetector:
         self.min_steps = min_steps
         self.min_evals = min_evals
         self.hold = hold
-        self._eval = SlidingTrend(window)
+        # Evaluations are sparse (every 10 steps is common): their slope needs a longer window to hold min_evals points.
+        self.eval_window = 2 * window if eval_window is None else eval_window
+        self._eval = SlidingTrend(self.eval_window)
         self._eval_falling = 0.0  # the eval slope's falling evidence, recomputed when its points change
         # Per-step series share their steps: one vectorised trend of [proxy, gold?, f_1..f_F, proxy - w_f f_1..F].
         self._trends: MultiTrend | None = None
@@ -145,8 +152,7 @@ class RewardHackingDetector:
         points = self._eval.n
         if eval_accuracy is not None:
             self._eval.add(x, eval_accuracy)
-        if self._trends is not None and self._trends.n:
-            self._eval.drop_before(self._trends.oldest_x)
+        self._eval.drop_before(x - self.eval_window + 1)
         if self._eval.n != points or eval_accuracy is not None:
             self._eval_falling = self._eval.evidence(self.alpha, rising=False) if self._eval.n >= self.min_evals else 0.0
         fired = self._trigger()
@@ -283,8 +289,8 @@ def detect_reward_hacking(history: StepHistory, performance_metrics: Sequence[fl
         source = f"{source}+gold:{gold}" if source else f"gold:{gold}"
     gold_weight = history.spec(gold).weight if gold is not None else 0.0
     min_steps = min(min_steps, window)
-    detector = RewardHackingDetector(gold, gold_weight=gold_weight, window=window, alpha=alpha, min_steps=min_steps,
-                                     min_evals=min_evals)
+    detector = RewardHackingDetector(gold, gold_weight=gold_weight, window=window, eval_window=window, alpha=alpha,
+                                     min_steps=min_steps, min_evals=min_evals, watch_functions=False)
 
     def present(values: np.ndarray | None, i: int) -> float | None:
         return None if values is None or math.isnan(values[i]) else float(values[i])

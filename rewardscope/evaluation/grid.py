@@ -25,7 +25,8 @@ from typing import Any, Iterator
 
 from ..simulation.scenarios import SCENARIOS, Scenario
 
-SEED_RULE = "seed-system/hacking"  # the old system's reward-hacking rule, evaluated beside the alerts
+SEED_RULE = "seed-system/hacking"
+BASE_RAMP = 30  # steps from a failure's onset to its full strength, unless a variation sets it  # the old system's reward-hacking rule, evaluated beside the alerts
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,7 @@ class RunSpec:
     onset: int
 
     def plan_arguments(self) -> dict[str, Any]:
-        return {"seed": self.seed, "onset": self.onset, **self.variation.settings}
+        return {"seed": self.seed, "onset": self.onset, "ramp": BASE_RAMP, **self.variation.settings}
 
 
 def runs(grid: tuple[Variation, ...], *, seeds: int, steps: int, onset: int, healthy_steps: int,

@@ -98,7 +98,7 @@ def test_dominance_share_is_the_top_weighted_squared_spread_share():
 
 
 def test_dominance_fires_after_the_cusum_passes_h_and_holds_until_it_drains():
-    detector = FunctionDominanceDetector()  # k = 0.9, h = 0.5
+    detector = FunctionDominanceDetector(k=0.9, h=0.5)
     detector.bind([RewardFunctionSpec(n) for n in "abc"])
     flags = [detector.update(step(k, spread=[3.0, 0.3, 0.3]))["grpo_function_dominance_suspected"] for k in range(1, 8)]
     share = 9.0 / 9.18  # 0.98039...: S grows by 0.08039 a step and reaches 0.5 on step 7 (6 x 0.0804 = 0.482)
@@ -107,6 +107,21 @@ def test_dominance_fires_after_the_cusum_passes_h_and_holds_until_it_drains():
     # Balanced spreads (share 1/3) drain 0.567 a step: S = 0.563 -> 0 at once; the verdict clears on that step.
     out = detector.update(step(8, spread=[1.0, 1.0, 1.0]))
     assert out == {"grpo_function_dominance_evidence_ratio": 0.0, "grpo_function_dominance_suspected": 0.0}
+
+
+def test_dominance_is_not_counted_when_the_other_functions_are_solved():
+    detector = FunctionDominanceDetector()
+    detector.bind([RewardFunctionSpec(n) for n in "abc"])
+    row = {"spread": [3.0, 0.0, 0.0]}
+    solved = LAYOUT.function_slots["grpo_reward_fn_group_all_max_ratio"]
+    metrics = step(1, **row)
+    metrics.row[solved] = [0.1, 0.9, 0.6]  # b and c at their maximum in most groups: nothing left to learn
+    detector.update(metrics)
+    assert detector.share is None
+    metrics = step(2, **row)
+    metrics.row[solved] = [0.1, 0.9, 0.4]  # c is not solved: a stalls it
+    detector.update(metrics)
+    assert detector.share == 1.0
 
 
 def test_dominance_needs_two_weighted_functions_with_spread():
@@ -173,7 +188,7 @@ def test_kl_acceleration_z_and_projection_by_hand():
 
 def test_kl_acceleration_holds_until_kl_falls_below_its_level_at_firing():
     # A long noise half-life keeps the noise estimate at the quiet start's level (the blow-up is not noise).
-    detector = KLAccelerationDetector(block=2, noise_half_life=1000.0, horizon=4)
+    detector = KLAccelerationDetector(block=2, noise_half_life=1000.0, horizon=4, confirm=2)
     flags = []
     kls = [0.01, 0.011, 0.01, 0.011, 0.01, 0.011, 0.05, 0.2, 0.6, 1.5, 3.0, 3.1, 2.9, 3.0, 0.01, 0.01]
     for k, kl in enumerate(kls, 1):
@@ -186,11 +201,11 @@ def test_kl_acceleration_holds_until_kl_falls_below_its_level_at_firing():
 
 # --------------------------------------------------------------------------- zero-spread takeover
 def test_zero_spread_takeover_needs_a_significant_rise_heading_past_the_level():
-    detector = ZeroSpreadTakeoverDetector(window=3, horizon=30)
+    detector = ZeroSpreadTakeoverDetector(window=3, horizon=30, confirm=1)
     out = [detector.update(step(k, grpo_group_zero_std_ratio=v)) for k, v in enumerate([0.1, 0.2, 0.3], 1)]
     # An exact line (t = inf) at 0.3 rising 0.1 a step: 30 steps ahead it is at 3.3, over 0.75.
     assert out[-1] == {"grpo_zero_spread_takeover_evidence_ratio": 1.0, "grpo_zero_spread_takeover_suspected": 1.0}
-    slow = ZeroSpreadTakeoverDetector(window=3, horizon=30)
+    slow = ZeroSpreadTakeoverDetector(window=3, horizon=30, confirm=1)
     for k, v in enumerate([0.100, 0.101, 0.102], 1):
         last = slow.update(step(k, grpo_group_zero_std_ratio=v))
     # Significant but slow: 30 steps ahead the line is at 0.132, 0.176 of the way to 0.75.
@@ -199,7 +214,7 @@ def test_zero_spread_takeover_needs_a_significant_rise_heading_past_the_level():
 
 
 def test_zero_spread_takeover_holds_on_a_plateau_and_clears_when_the_share_recedes():
-    detector = ZeroSpreadTakeoverDetector(window=3, horizon=30)
+    detector = ZeroSpreadTakeoverDetector(window=3, horizon=30, confirm=1)
     shares = [0.1, 0.2, 0.3, 0.9, 0.9, 0.9, 0.9, 0.9, 0.2, 0.1, 0.1]
     flags = [detector.update(step(k, grpo_group_zero_std_ratio=v))["grpo_zero_spread_takeover_suspected"]
              for k, v in enumerate(shares, 1)]
