@@ -118,23 +118,25 @@ class LengthExploitationDetector:
         if lengths is None or group_size < 2 or combined.size != lengths.size or combined.size % group_size:
             return
         rewards, lengths = combined.reshape(-1, group_size), lengths.reshape(-1, group_size)
-        r = rewards - rewards.mean(axis=1, keepdims=True)
-        if not math.isfinite(float(np.vdot(r, r))):  # a non-finite combined reward: leave its groups out
+        if not math.isfinite(float(rewards.sum())):  # a non-finite combined reward: leave its groups out
             keep = np.isfinite(rewards).all(axis=1)
             rewards, lengths = rewards[keep], lengths[keep]
-            r = rewards - rewards.mean(axis=1, keepdims=True)
-        ell = lengths - lengths.mean(axis=1, keepdims=True)
         # Identical completions (same length) repeat one observation: count the distinct lengths of each group,
         # less one for its mean, as the degrees of freedom of the pooled within-group correlation.
         ordered = np.sort(lengths, axis=1)
         dof = int(np.count_nonzero(ordered[:, 1:] != ordered[:, :-1])) - 3
         if dof < 1:
             return
-        denominator = math.sqrt(float(np.vdot(r, r)) * float(np.vdot(ell, ell)))
-        if denominator == 0.0:
+        # Within-group (centred) sums of products from raw sums: sum(x*y) - sum_g(sum_g x * sum_g y) / G.
+        r_sums, l_sums = rewards.sum(axis=1), lengths.sum(axis=1)
+        raw_rr = float(np.vdot(rewards, rewards))
+        s_rl = float(np.vdot(rewards, lengths)) - float(r_sums @ l_sums) / group_size
+        s_rr = raw_rr - float(r_sums @ r_sums) / group_size
+        s_ll = float(np.vdot(lengths, lengths)) - float(l_sums @ l_sums) / group_size
+        if s_rr <= 1e-12 * raw_rr or s_ll <= 0.0:  # no spread within groups, but for rounding
             self.z = 0.0
             return
-        correlation = min(0.999999, max(-0.999999, float(np.vdot(r, ell)) / denominator))
+        correlation = min(0.999999, max(-0.999999, s_rl / math.sqrt(s_rr * s_ll)))
         self.z = math.atanh(correlation) * math.sqrt(dof)
 
     def update(self, metrics: StepMetrics) -> dict[str, float]:

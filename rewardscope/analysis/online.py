@@ -234,7 +234,7 @@ class MultiTrend:
         return float(self.xs[self._next if self.n == self.window else 0])
 
     def t(self) -> np.ndarray:
-        """t statistics of the K slopes (0 below 3 points or without spread; +-inf for exact lines)."""
+        """t statistics of the K slopes (0 below 3 points or without spread; very large for exact lines)."""
         n = self.n
         sxx = self.sxx - self.sx * self.sx / n if n else 0.0
         if n < 3 or sxx <= 1e-12 * max(1.0, self.sxx):
@@ -242,11 +242,10 @@ class MultiTrend:
         sxy = self.sxy - self.sx / n * self.sy
         syy = self.syy - self.sy * self.sy / n
         slope = sxy / sxx
-        residual = syy - slope * sxy
-        exact = residual <= 1e-12 * np.maximum(syy, 1e-300)
-        with np.errstate(divide="ignore", invalid="ignore"):
-            t = slope / np.sqrt(np.where(exact, 1.0, residual) / (n - 2) / sxx)
-        return np.where(exact, np.copysign(np.where(slope == 0.0, 0.0, np.inf), slope), t)
+        # An exact line leaves only rounding in the residual: floored at 1e-12 of the spread, its t is huge
+        # (about 1e6 and more) instead of infinite, and a constant series keeps t = 0.
+        residual = np.maximum(syy - slope * sxy, 1e-12 * np.abs(syy) + 1e-300)
+        return slope / np.sqrt(residual / ((n - 2) * sxx))
 
     def fitted(self, x: float) -> np.ndarray:
         """The K lines' values at ``x``."""
