@@ -9,7 +9,8 @@ over that scenario's runs:
 - held: over the detected runs, the mean share of steps from the first firing to the end of the
   run on which the alert was firing (no scenario recovers: the failure persists to the end);
 - flapping: the share of detected runs in which the alert resolved and fired again (a
-  defect: the failure was still there).
+  defect: the failure was still there);
+- missed in: the variations of the runs in which it never fired after the onset.
 
 The row ``(any meant alert)`` counts the earliest of the scenario's meant alerts (the old
 system's rule left out) from the scenario's onset, and holds while any of them fires. For healthy runs (four paces,
@@ -45,6 +46,7 @@ class DetectionRow:
     held: float | None
     flapping: float | None
     early: float
+    missed: dict[str, int]  # variation -> runs in which the alert never fired after the onset
 
 
 @dataclass(frozen=True)
@@ -60,15 +62,17 @@ def _union(timelines: Sequence[AlertTimeline], last_step: int) -> AlertTimeline:
     return AlertTimeline(sorted({s for t in timelines for s in t.steps}), last_step)
 
 
-def _row(scenario: str, alert: str, observations: list[tuple[AlertTimeline | None, int]]) -> DetectionRow:
-    """``observations``: per run, the alert's timeline (None: never fired) and the onset it is measured from."""
+def _row(scenario: str, alert: str, observations: list[tuple[AlertTimeline | None, int, str]]) -> DetectionRow:
+    """``observations``: per run, the alert's timeline (None: never fired), the onset it is measured from and the
+    run's variation."""
     delays, held, flapped, early = [], [], 0, 0
-    for timeline, onset in observations:
-        if timeline is None:
-            continue
-        early += timeline.fired_before(onset)
-        first = timeline.first_at_or_after(onset)
-        if first is None:
+    missed: dict[str, int] = {}
+    for timeline, onset, variation in observations:
+        first = None if timeline is None else timeline.first_at_or_after(onset)
+        if timeline is not None:
+            early += timeline.fired_before(onset)
+        if first is None or timeline is None:
+            missed[variation] = missed.get(variation, 0) + 1
             continue
         delays.append(first - onset)
         held.append(timeline.held_share(first))
@@ -76,7 +80,7 @@ def _row(scenario: str, alert: str, observations: list[tuple[AlertTimeline | Non
     n, d = len(observations), len(delays)
     return DetectionRow(scenario, alert, n, d / n if n else 0.0, statistics.median(delays) if d else None,
                         max(delays) if d else None, statistics.fmean(held) if d else None, flapped / d if d else None,
-                        early / n if n else 0.0)
+                        early / n if n else 0.0, missed)
 
 
 def detection_rows(records: Sequence[RunRecord]) -> list[DetectionRow]:
@@ -90,12 +94,13 @@ def detection_rows(records: Sequence[RunRecord]) -> list[DetectionRow]:
             return record.spec.onset + m.after_ramps * record.ramp
 
         for m in meant:
-            rows.append(_row(scenario.value, m.alert, [(r.timelines.get(m.alert), onset(r, m)) for r in runs]))
+            rows.append(_row(scenario.value, m.alert, [(r.timelines.get(m.alert), onset(r, m), r.spec.variation.name)
+                                                       for r in runs]))
         alerts = [m for m in meant if m.alert != SEED_RULE]
         observations = []
         for r in runs:
             present = [r.timelines[m.alert] for m in alerts if m.alert in r.timelines]
-            observations.append((_union(present, r.spec.steps) if present else None, r.spec.onset))
+            observations.append((_union(present, r.spec.steps) if present else None, r.spec.onset, r.spec.variation.name))
         rows.append(_row(scenario.value, ANY, observations))
     return rows
 
@@ -125,13 +130,14 @@ def _pct(value: float | None) -> str:
 
 def render(detections: Sequence[DetectionRow], false_alarms: Sequence[FalseAlarmRow]) -> str:
     """Both tables as Markdown."""
-    lines = ["| Scenario | Alert | Runs | Detected | Median delay | Worst delay | Held | Flapping | Fired before onset |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| Scenario | Alert | Runs | Detected | Median delay | Worst delay | Held | Flapping | Fired before onset | Missed in |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for row in detections:
         median = "-" if row.median_delay is None else f"{row.median_delay:g}"
         worst = "-" if row.worst_delay is None else str(row.worst_delay)
+        missed = ", ".join(f"{name} x{count}" for name, count in sorted(row.missed.items(), key=lambda kv: -kv[1])) or "-"
         lines.append(f"| {row.scenario} | {row.alert} | {row.runs} | {_pct(row.detected)} | {median} | {worst} | "
-                     f"{_pct(row.held)} | {_pct(row.flapping)} | {_pct(row.early)} |")
+                     f"{_pct(row.held)} | {_pct(row.flapping)} | {_pct(row.early)} | {missed} |")
     if false_alarms:
         paces = list(false_alarms[0].by_pace)
         lines += ["", "| Alert (healthy runs) | Runs | Runs with a false alarm | Firings per 1,000 steps | "

@@ -32,6 +32,7 @@ def test_detection_rows_count_delay_hold_flapping_and_early_firings():
     assert (row.runs, row.detected, row.median_delay, row.worst_delay) == (3, pytest.approx(2 / 3), 3, 4)
     assert row.held == pytest.approx((1.0 + 7 / 9) / 2)
     assert row.flapping == pytest.approx(0.5) and row.early == pytest.approx(1 / 3)
+    assert row.missed == {"base": 1}
     assert rows[SEED_RULE].detected == 0.0 and rows[ANY].detected == pytest.approx(2 / 3)
 
 
