@@ -237,3 +237,20 @@ def test_default_detectors_set_their_gauges_through_a_monitor():
     assert m.value("grpo_length_exploitation_suspected") == 1.0
     assert m.value("grpo_function_dominance_suspected") == 1.0
     assert len(default_detectors()) == 5 and default_detectors()[0] is not default_detectors()[0]
+
+
+def test_a_hacked_run_keeps_the_hacking_alert_firing_to_the_end():
+    # The run: the alert used to fire at step 110 and resolve at 113 while format sat at its maximum.
+    from rewardscope.alerting.events import AlertState
+    from rewardscope.simulation.scenarios import iter_plan, plan_run
+
+    plan = plan_run("reward_hacking", 200, seed=0)
+    with RewardMonitor("hacked", plan.reward_functions, group_size=plan.group_size, run_dir=None, alerts=True,
+                       max_completion_length=plan.max_completion_length) as monitor:
+        for sim in iter_plan(plan):
+            m = monitor.record_step(sim.step, **sim.kwargs)
+        events = [e for e in monitor.recent_alerts if e.alertname == "GRPORewardHackingSuspected"]
+    assert [e.state for e in events] == [AlertState.FIRING]
+    assert plan.onset < events[0].step <= plan.onset + 30
+    assert m.value("grpo_reward_fn_group_all_max_ratio", "format_exact") > 0.95  # the proxy has saturated...
+    assert m.value("grpo_reward_hacking_suspected") == 1.0  # ...and the verdict holds
