@@ -64,6 +64,7 @@ import numpy as np
 from ..metrics.functions import RewardFunctionSpec
 from ..metrics.layout import StepMetrics
 from .online import Cusum, HeldVerdict, SlidingTrend
+from .trends import t_critical
 
 
 def _flag(on: bool) -> float:
@@ -215,6 +216,7 @@ class ZeroSpreadTakeoverDetector:
         self.verdict = HeldVerdict(confirm)
         self.evidence = 0.0
         self._recovery_level: float | None = None
+        t_critical(alpha, window - 2)  # computed now (scipy's import takes a second), not in a training step
 
     def update(self, metrics: StepMetrics) -> dict[str, float]:
         share = metrics.value("grpo_group_zero_std_ratio")

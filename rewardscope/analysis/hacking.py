@@ -104,6 +104,10 @@ class RewardHackingDetector:
         self._fired: tuple[str | int, float] | None = None
         self.suspected = False
         self.evidence = 0.0
+        # The critical values are looked up every step: compute them now (importing scipy takes a second or so),
+        # not in the middle of a training step.
+        for dof in range(1, max(window, self.eval_window)):
+            t_critical(alpha, dof)
 
     def bind(self, reward_functions: Sequence[RewardFunctionSpec]) -> None:
         """Called by RewardMonitor with the run's reward functions: the weighted ones are watched."""

@@ -26,11 +26,13 @@ from rewardscope import LEGACY_REWARD_FUNCTIONS, RewardMonitor
 from rewardscope.alerting.compiler import STEP_GROUP, compile_groups, rules_yaml
 from rewardscope.alerting.events import AlertState
 from rewardscope.alerting.pack import load_overrides, load_pack
+from rewardscope.simulation.scenarios import SCENARIOS as SCENARIO_TABLE
 from rewardscope.simulation.scenarios import Scenario, plan_run, simulate_steps
 
 STEPS = 60  # onset at step 24, full strength 18 steps later
 EVALUATION_MS = 500
-SCENARIOS = [s for s in Scenario if s is not Scenario.STALLED]
+# Every failure the engine can see (not `stalled`), and one healthy run (the healthy paces add nothing here).
+SCENARIOS = [s for s in Scenario if s is Scenario.HEALTHY or (s is not Scenario.STALLED and SCENARIO_TABLE[s].is_failure)]
 
 
 @pytest.fixture
