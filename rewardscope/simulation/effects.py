@@ -51,7 +51,6 @@ class Levers:
     grad_scale: float = 1.0
     nonfinite_share: float = 0.0  # share of check_answer rewards that are NaN (half as many check_numbers are +inf)
     length_coupling: float = 0.0  # log-odds of exact format gained per standard deviation of completion length
-    answer_copy: float = 0.0  # probability that a completion's answer repeats its group's first answer
 
 
 @dataclass(frozen=True)

@@ -426,87 +426,101 @@ def _healthy_levers(plan: RunPlan, step: int, progress: float, z: np.ndarray) ->
                   length_scale=1.0 + 0.3 * progress)
 
 
-def simulate_step(plan: RunPlan, step: int, eval_set: np.ndarray | None = None) -> SimulatedStep:
-    """One step of a planned run, a pure function of (plan, step)."""
-    if not 1 <= step <= plan.steps:
-        raise ValueError(f"step {step} is outside 1..{plan.steps}")
-    B, G = plan.prompts, plan.group_size
-    rng = np.random.default_rng([plan.seed, 1, step])
-    # Every draw of the step, in a fixed order and amount whatever the scenario.
-    difficulty = rng.standard_normal(B)
-    prompt_format = rng.standard_normal(B)
-    prompt_length_factor = rng.standard_normal(B)
-    prompt_tokens = rng.integers(40, 160, B)
-    u_copy = rng.random((B, G))
-    u_exact = rng.random((B, G))
-    u_checks = rng.random((B, G, 5))
-    skill_noise = plan.noise * rng.standard_normal((B, G))
-    u_correct = rng.random((B, G))
-    u_grade = rng.random((B, G))
-    u_numbers = rng.random((B, G))
-    length_noise = rng.standard_normal((B, G))
-    u_nonfinite = rng.random((B, G))
-    z = plan.noise * rng.standard_normal(7)  # scalar noises: kl, entropy, clip, grad norm, spike size, loss, eval accuracy
-    u_spike = rng.random()
-    u_answer_copy = rng.random((B, G))
+@dataclass
+class _Draws:
+    """Every random number of one step, drawn in a fixed order and amount whatever the scenario."""
 
-    progress = _learning_progress(plan, step)
-    lv = _healthy_levers(plan, step, progress, z)
-    h = plan.severity(step)
-    apply_effects(lv, plan.info.effects, lambda delay: plan.severity(step, delay))
-    difficulty = difficulty * lv.difficulty_scale
+    difficulty: np.ndarray  # (B,) per prompt
+    prompt_format: np.ndarray
+    prompt_length_factor: np.ndarray
+    prompt_tokens: np.ndarray
+    u_copy: np.ndarray  # (B, G) per completion
+    u_exact: np.ndarray
+    u_checks: np.ndarray  # (B, G, 5)
+    skill_noise: np.ndarray
+    u_correct: np.ndarray
+    u_grade: np.ndarray
+    u_numbers: np.ndarray
+    length_noise: np.ndarray
+    u_nonfinite: np.ndarray
+    z: np.ndarray  # scalar noises: kl, entropy, clip, grad norm, spike size, loss, eval accuracy
+    u_spike: float
 
-    # Completion i of a group repeats the group's first completion with probability copy_p.
-    source = np.where(u_copy < lv.copy_p, 0, np.arange(G)[None, :])
+    @classmethod
+    def draw(cls, plan: RunPlan, step: int) -> "_Draws":
+        B, G = plan.prompts, plan.group_size
+        rng = np.random.default_rng([plan.seed, 1, step])
+        return cls(rng.standard_normal(B), rng.standard_normal(B), rng.standard_normal(B), rng.integers(40, 160, B),
+                   rng.random((B, G)), rng.random((B, G)), rng.random((B, G, 5)), plan.noise * rng.standard_normal((B, G)),
+                   rng.random((B, G)), rng.random((B, G)), rng.random((B, G)), rng.standard_normal((B, G)),
+                   rng.random((B, G)), plan.noise * rng.standard_normal(7), float(rng.random()))
 
-    def same_as(draws: np.ndarray, source: np.ndarray) -> np.ndarray:
-        if draws.ndim == 3:
-            return np.take_along_axis(draws, source[:, :, None], axis=1)
-        return np.take_along_axis(draws, source, axis=1)
+    def repeat_sources(self, copy_p: float) -> None:
+        """Completion i of a group repeats the group's first completion with probability copy_p."""
+        source = np.where(self.u_copy < copy_p, 0, np.arange(self.u_copy.shape[1])[None, :])
+        for name in ("u_exact", "skill_noise", "u_correct", "u_grade", "u_numbers", "length_noise"):
+            setattr(self, name, np.take_along_axis(getattr(self, name), source, axis=1))
+        self.u_checks = np.take_along_axis(self.u_checks, source[:, :, None], axis=1)
 
-    u_exact, u_checks, skill_noise = same_as(u_exact, source), same_as(u_checks, source), same_as(skill_noise, source)
-    u_correct, u_grade, u_numbers = same_as(u_correct, source), same_as(u_grade, source), same_as(u_numbers, source)
-    length_noise = same_as(length_noise, source)
-    if lv.answer_copy > 0:  # answers repeat the group's first answer: correctness stops differing within groups
-        answer_source = np.where(u_answer_copy < lv.answer_copy, 0, source)
-        u_correct, u_grade, skill_noise = same_as(u_correct, answer_source), same_as(u_grade, answer_source), same_as(skill_noise, answer_source)
 
+def _completions(plan: RunPlan, lv: Levers, d: _Draws, progress: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every legacy reward function's (B, G) rewards and the completion lengths, from the levers and draws."""
+    difficulty = d.difficulty * lv.difficulty_scale
     # Completion lengths: per-prompt and per-completion log-normal factors; the limit truncates.
     median = 140.0 * lv.length_scale
-    raw_lengths = median * np.exp(0.35 * prompt_length_factor[:, None] + 0.3 * length_noise)
+    raw_lengths = median * np.exp(0.35 * d.prompt_length_factor[:, None] + 0.3 * d.length_noise)
     lengths = np.clip(np.rint(raw_lengths), 8, plan.max_completion_length).astype(np.int64)
     truncated = lengths >= plan.max_completion_length
 
     # Format: exact layout, or each of the five tag checks passed with a probability that grows with skill.
     # length_coupling pays longer completions (within their group) more often: length exploitation.
-    p_exact = _sigmoid(lv.fmt_logit + 0.7 * prompt_format[:, None] + lv.length_coupling * length_noise)
-    exact = (u_exact < p_exact) & ~truncated
-    checks = exact[:, :, None] | (u_checks < (0.2 + 0.7 * p_exact)[:, :, None])
+    p_exact = _sigmoid(lv.fmt_logit + 0.7 * d.prompt_format[:, None] + lv.length_coupling * d.length_noise)
+    exact = (d.u_exact < p_exact) & ~truncated
+    checks = exact[:, :, None] | (d.u_checks < (0.2 + 0.7 * p_exact)[:, :, None])
     checks[:, :, 3] &= ~truncated  # a truncated completion never closes </answer> ...
     checks[:, :, 4] &= ~truncated  # ... nor ends right after it
-    format_exact = np.where(exact, 3.0, 0.0)
-    format_approx = np.where(checks, 0.5, -0.5).sum(axis=2)
 
     # Answers: only an answer inside <answer>...</answer> can be graded.
     has_answer = checks[:, :, 2] & checks[:, :, 3]
-    p_correct = _sigmoid(lv.ans_logit - 2.2 * difficulty[:, None] + 0.5 * skill_noise)
-    correct = has_answer & (u_correct < p_correct)
+    p_correct = _sigmoid(lv.ans_logit - 2.2 * difficulty[:, None] + 0.5 * d.skill_noise)
+    correct = has_answer & (d.u_correct < p_correct)
     near = has_answer & ~correct
     # A correct answer is written exactly (3) more often as the policy learns the expected form, else it only
     # matches after normalisation (1.5); a wrong one is sometimes a near miss (0.5, 0.25).
     p_exact_form = 0.8 + 0.18 * progress
-    check_answer = np.where(correct, np.where(u_grade < p_exact_form, 3.0, 1.5),
-                            np.where(near & (u_grade < 0.04), 0.5, np.where(near & (u_grade < 0.08), 0.25, -1.0)))
-    number_match = (correct & (u_numbers < 0.97)) | (near & (u_numbers < 0.03))
+    check_answer = np.where(correct, np.where(d.u_grade < p_exact_form, 3.0, 1.5),
+                            np.where(near & (d.u_grade < 0.04), 0.5, np.where(near & (d.u_grade < 0.08), 0.25, -1.0)))
+    number_match = (correct & (d.u_numbers < 0.97)) | (near & (d.u_numbers < 0.03))
     check_numbers = np.where(number_match, 1.5, 0.0)
-
     if lv.nonfinite_share > 0:
         share = 0.03 + lv.nonfinite_share
-        check_answer = np.where(u_nonfinite < share, np.nan, check_answer)
-        check_numbers = np.where(u_nonfinite > 1.0 - share / 2.0, np.inf, check_numbers)
+        check_answer = np.where(d.u_nonfinite < share, np.nan, check_answer)
+        check_numbers = np.where(d.u_nonfinite > 1.0 - share / 2.0, np.inf, check_numbers)
+    rewards = {"format_exact": np.where(exact, 3.0, 0.0), "format_approx": np.where(checks, 0.5, -0.5).sum(axis=2),
+               "check_answer": check_answer, "check_numbers": check_numbers}
+    return rewards, lengths
 
-    every = {"format_exact": format_exact, "format_approx": format_approx, "check_answer": check_answer,
-             "check_numbers": check_numbers}
+
+def _eval_accuracy(lv: Levers, truncated_share: float, noise: float, eval_set: np.ndarray) -> float:
+    """Accuracy on the fixed eval set: exact format or both answer tags, times a correct answer, untruncated."""
+    p_exact_eval = float(_sigmoid(lv.fmt_logit))
+    p_answer = p_exact_eval + (1.0 - p_exact_eval) * (0.2 + 0.7 * p_exact_eval) ** 2
+    p_right = float(np.mean(_sigmoid(lv.ans_logit - 2.2 * lv.difficulty_scale * eval_set)))
+    truth = p_answer * p_right * (1.0 - truncated_share)
+    noisy = truth + noise * math.sqrt(truth * (1.0 - truth) / EVAL_PROBLEMS)
+    return round(min(1.0, max(0.0, noisy)) * EVAL_PROBLEMS) / EVAL_PROBLEMS
+
+
+def simulate_step(plan: RunPlan, step: int, eval_set: np.ndarray | None = None) -> SimulatedStep:
+    """One step of a planned run, a pure function of (plan, step)."""
+    if not 1 <= step <= plan.steps:
+        raise ValueError(f"step {step} is outside 1..{plan.steps}")
+    d = _Draws.draw(plan, step)
+    progress = _learning_progress(plan, step)
+    lv = _healthy_levers(plan, step, progress, d.z)
+    apply_effects(lv, plan.info.effects, lambda delay: plan.severity(step, delay))
+    d.repeat_sources(lv.copy_p)
+    every, lengths = _completions(plan, lv, d, progress)
     rewards = {f.name: every[f.name] for f in plan.reward_functions}
 
     # Group-normalised advantages from the combined reward (weights 1), as TRL computes them.
@@ -516,36 +530,30 @@ def simulate_step(plan: RunPlan, step: int, eval_set: np.ndarray | None = None) 
     advantages = (combined - group_mean) / (group_std + 1e-4)
     signal_share = float((group_std[:, 0] > 0).mean())
 
+    z = d.z
     kl = lv.kl * math.exp(0.15 * z[0])
-    entropy = lv.entropy * math.exp(0.03 * z[1])
     grad_norm = lv.grad_scale * (0.02 + 0.4 * math.sqrt(signal_share) * math.exp(0.25 * z[3]))
-    if u_spike < lv.spike_p:
+    if d.u_spike < lv.spike_p:
         grad_norm *= (3.0 + 5.0 * abs(z[4])) * lv.spike_size
-    loss = KL_BETA * kl + 0.02 * signal_share * z[5]
-
     eval_accuracy = None
     if step % plan.eval_every == 0:
         eval_set = _eval_difficulties(plan.seed) if eval_set is None else eval_set
-        p_exact_eval = float(_sigmoid(lv.fmt_logit))
-        p_answer = p_exact_eval + (1.0 - p_exact_eval) * (0.2 + 0.7 * p_exact_eval) ** 2  # exact, or both answer tags
-        p_right = float(np.mean(_sigmoid(lv.ans_logit - 2.2 * lv.difficulty_scale * eval_set)))
-        truth = p_answer * p_right * (1.0 - float(truncated.mean()))
-        noisy = truth + z[6] * math.sqrt(truth * (1.0 - truth) / EVAL_PROBLEMS)
-        eval_accuracy = round(min(1.0, max(0.0, noisy)) * EVAL_PROBLEMS) / EVAL_PROBLEMS
+        truncated_share = float((lengths >= plan.max_completion_length).mean())
+        eval_accuracy = _eval_accuracy(lv, truncated_share, float(z[6]), eval_set)
 
     kwargs: dict[str, Any] = {
         "rewards_by_function": {name: values.reshape(-1) for name, values in rewards.items()},
-        "group_size": G,
+        "group_size": plan.group_size,
         "kl": float(kl),
-        "policy_entropy": float(max(entropy, 0.0)),
+        "policy_entropy": float(max(lv.entropy * math.exp(0.03 * z[1]), 0.0)),
         "advantages": advantages.reshape(-1),
         "completion_lengths": lengths.reshape(-1),
         "max_completion_length": plan.max_completion_length,
         "clip_ratio": float(min(lv.clip, 1.0)),
         "grad_norm": float(grad_norm),
-        "loss": float(loss),
+        "loss": float(KL_BETA * kl + 0.02 * signal_share * z[5]),
         "learning_rate": _learning_rate(step, plan.steps),
         "eval_accuracy": eval_accuracy,
-        "tokens": int(G * prompt_tokens.sum() + lengths.sum()),
+        "tokens": int(plan.group_size * d.prompt_tokens.sum() + lengths.sum()),
     }
-    return SimulatedStep(step, kwargs, h)
+    return SimulatedStep(step, kwargs, plan.severity(step))
