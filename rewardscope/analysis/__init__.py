@@ -28,5 +28,6 @@ def default_detectors() -> list:
 
 
 __all__ = ["default_detectors", "FunctionDominanceDetector", "LengthExploitationDetector", "KLAccelerationDetector",
-           "ZeroSpreadTakeoverDetector", "RewardAnalyzer", "RewardHackingDetector", "HackingReport", "QualityReport", "StepHistory", "load_history",
+           "ZeroSpreadTakeoverDetector", "RewardAnalyzer", "RewardHackingDetector", "HackingReport", "QualityReport",
+           "StepHistory", "load_history",
            "load_run", "assess_quality", "function_importance", "detect_reward_hacking"]

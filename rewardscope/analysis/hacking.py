@@ -119,7 +119,8 @@ class RewardHackingDetector:
         functions = None
         if self.watch_functions and self._weights:
             means = metrics.row[metrics.layout.function_slots["grpo_reward_fn_mean"]].tolist()
-            functions = {fn: m for fn, m in zip(metrics.reward_functions, means) if fn in self._weights and fn != self.gold_function}
+            functions = {fn: m for fn, m in zip(metrics.reward_functions, means)
+                         if fn in self._weights and fn != self.gold_function}
         suspected = self.observe(metrics.step, self.proxy(metrics.value("grpo_reward_mean"), gold), eval_accuracy, gold,
                                  functions)
         return {FLAG: 1.0 if suspected else 0.0, EVIDENCE: self.evidence}

@@ -25,8 +25,8 @@ from typing import Any, Iterator
 
 from ..simulation.scenarios import SCENARIOS, Scenario
 
-SEED_RULE = "seed-system/hacking"
-BASE_RAMP = 30  # steps from a failure's onset to its full strength, unless a variation sets it  # the old system's reward-hacking rule, evaluated beside the alerts
+SEED_RULE = "seed-system/hacking"  # the old system's reward-hacking rule, evaluated beside the alerts
+BASE_RAMP = 30  # steps from a failure's onset to its full strength, unless a variation sets it
 
 
 @dataclass(frozen=True)

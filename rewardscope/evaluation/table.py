@@ -130,7 +130,8 @@ def _pct(value: float | None) -> str:
 
 def render(detections: Sequence[DetectionRow], false_alarms: Sequence[FalseAlarmRow]) -> str:
     """Both tables as Markdown."""
-    lines = ["| Scenario | Alert | Runs | Detected | Median delay | Worst delay | Held | Flapping | Fired before onset | Missed in |",
+    lines = ["| Scenario | Alert | Runs | Detected | Median delay | Worst delay | Held | Flapping | Fired before onset "
+             "| Missed in |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for row in detections:
         median = "-" if row.median_delay is None else f"{row.median_delay:g}"

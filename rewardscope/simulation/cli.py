@@ -33,7 +33,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=200, help="training steps to simulate (default 200)")
     parser.add_argument("--rate", type=float, default=2.0, help="steps per second; 0 = as fast as possible (default 2)")
     parser.add_argument("--onset", type=int, default=None, help="step at which the failure starts (default 40%% of --steps)")
-    parser.add_argument("--ramp", type=int, default=None, help="steps from the onset to full strength (default: half the steps left, 5-50)")
+    parser.add_argument("--ramp", type=int, default=None,
+                        help="steps from the onset to full strength (default: half the steps left, 5-50)")
     parser.add_argument("--shape", default="linear", choices=list(SHAPES), help="how the failure sets in (default linear)")
     parser.add_argument("--strength", type=float, default=1.0, help="severity at full strength (default 1)")
     parser.add_argument("--noise", type=float, default=1.0, help="scale of the random perturbations (default 1)")

@@ -205,7 +205,8 @@ SCENARIOS: dict[Scenario, ScenarioInfo] = {info.scenario: info for info in (
                  "answers stop happening (their rewards sit at the minimum in every group) and only format_approx's tag "
                  "checks still differ between the completions of a prompt.",
                  _ONSET,
-                 (Signal("grpo_function_dominance_evidence_ratio", "up"), Signal("grpo_reward_fn_group_zero_std_ratio", "up", "check_answer"),
+                 (Signal("grpo_function_dominance_evidence_ratio", "up"),
+                  Signal("grpo_reward_fn_group_zero_std_ratio", "up", "check_answer"),
                   Signal("grpo_reward_fn_mean", "down", "check_answer"), Signal("grpo_eval_accuracy_ratio", "down")),
                  (Effect("fmt_logit", "add", -9.0), Effect("ans_logit", "add", -6.0))),
     ScenarioInfo(Scenario.LENGTH_EXPLOITATION,

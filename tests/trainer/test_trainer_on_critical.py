@@ -113,9 +113,9 @@ def test_trl_stops_on_a_critical_alert_through_trainer_control(tiny_path, tmp_pa
         num_generations=4, max_completion_length=8, beta=0.0, learning_rate=1e-4, logging_steps=1,
         save_strategy="no", report_to="none", disable_tqdm=True, seed=0,
     )
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(str(tiny_path)), reward_funcs=callback.wrap([flat_after_two]),
-                          args=args, train_dataset=dataset, processing_class=AutoTokenizer.from_pretrained(str(tiny_path)),
-                          callbacks=[callback])
+    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(str(tiny_path)),
+                          reward_funcs=callback.wrap([flat_after_two]), args=args, train_dataset=dataset,
+                          processing_class=AutoTokenizer.from_pretrained(str(tiny_path)), callbacks=[callback])
     trainer.remove_callback(PrinterCallback)
     trainer.train()
     monitor.close()
