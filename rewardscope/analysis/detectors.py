@@ -122,12 +122,6 @@ class LengthExploitationDetector:
         if not math.isfinite(float(rewards.sum())):  # a non-finite combined reward: leave its groups out
             keep = np.isfinite(rewards).all(axis=1)
             rewards, lengths = rewards[keep], lengths[keep]
-        # Identical completions (same length) repeat one observation: count the distinct lengths of each group,
-        # less one for its mean, as the degrees of freedom of the pooled within-group correlation.
-        ordered = np.sort(lengths, axis=1)
-        dof = int(np.count_nonzero(ordered[:, 1:] != ordered[:, :-1])) - 3
-        if dof < 1:
-            return
         # Within-group (centred) sums of products from raw sums: sum(x*y) - sum_g(sum_g x * sum_g y) / G.
         r_sums, l_sums = rewards.sum(axis=1), lengths.sum(axis=1)
         raw_rr = float(np.vdot(rewards, rewards))
@@ -138,7 +132,14 @@ class LengthExploitationDetector:
             self.z = 0.0
             return
         correlation = min(0.999999, max(-0.999999, s_rl / math.sqrt(s_rr * s_ll)))
-        self.z = math.atanh(correlation) * math.sqrt(dof)
+        if correlation <= 0.0 and self.cusum.s == 0.0:
+            self.z = 0.0  # the CUSUM stays at 0 whatever the degrees of freedom: skip counting them
+            return
+        # Identical completions (same length) repeat one observation: count the distinct lengths of each group,
+        # less one for its mean, as the degrees of freedom of the pooled within-group correlation.
+        ordered = np.sort(lengths, axis=1)
+        dof = int(np.count_nonzero(ordered[:, 1:] != ordered[:, :-1])) - 3
+        self.z = math.atanh(correlation) * math.sqrt(dof) if dof >= 1 else None
 
     def update(self, metrics: StepMetrics) -> dict[str, float]:
         triggered = self.cusum.add(self.z) if self.z is not None else self.cusum.s >= self.cusum.h

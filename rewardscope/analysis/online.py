@@ -186,8 +186,10 @@ class HeldVerdict:
 class MultiTrend:
     """Least-squares slopes of K series sampled at the same x, over the last ``window`` points, vectorised.
 
-    The same running sums as ``SlidingTrend`` with one numpy vector per sum, so K slopes cost
-    about as much as two: ``add(x, values)`` with a length-K vector, ``t()`` the K t statistics.
+    The points sit in a ring buffer (window x K); each question is answered from it with one
+    matrix product (Σy and Σxy of every series at once) instead of K running sums, so K slopes
+    cost about as much as one: ``add(x, values)`` with a length-K vector, ``t()`` the K t
+    statistics, ``fitted(x)`` the K lines' values.
     """
 
     def __init__(self, window: int, k: int) -> None:
@@ -195,52 +197,41 @@ class MultiTrend:
             raise ValueError(f"a trend window needs at least 3 points, got {window}")
         self.window = window
         self.k = k
-        self.xs = np.zeros(window)
+        self.basis = np.zeros((2, window))  # rows: 1 for a held point (0 for an empty slot), its x
         self.ys = np.zeros((window, k))
         self.n = 0
         self._next = 0
-        self._added = 0
-        self._reset_sums()
-
-    def _reset_sums(self) -> None:
-        xs, ys = self.xs[:self.n], self.ys[:self.n]
-        self.sx, self.sxx = float(xs.sum()), float(xs @ xs)
-        self.sy, self.sxy, self.syy = ys.sum(axis=0), xs @ ys, (ys * ys).sum(axis=0)
 
     def add(self, x: float, values: np.ndarray) -> None:
         i = self._next
-        if self.n == self.window:
-            old_x, old = self.xs[i], self.ys[i].copy()
-            self.sx += x - old_x
-            self.sxx += x * x - old_x * old_x
-            self.sy += values - old
-            self.sxy += x * values - old_x * old
-            self.syy += values * values - old * old
-        else:
-            self.n += 1
-            self.sx += x
-            self.sxx += x * x
-            self.sy += values
-            self.sxy += x * values
-            self.syy += values * values
-        self.xs[i], self.ys[i] = x, values
+        self.basis[0, i], self.basis[1, i] = 1.0, x
+        self.ys[i] = values
         self._next = (i + 1) % self.window
-        self._added += 1
-        if self._added % self.window == 0:
-            self._reset_sums()
+        self.n = min(self.n + 1, self.window)
 
     @property
     def oldest_x(self) -> float:
-        return float(self.xs[self._next if self.n == self.window else 0])
+        return float(self.basis[1, self._next if self.n == self.window else 0])
+
+    def _centred(self) -> tuple[float, float, np.ndarray, np.ndarray]:
+        """(mean x, Sxx, Sxy per series, mean y per series) of the held points."""
+        n = self.n
+        xs = self.basis[1]
+        mean_x = float(xs.sum()) / n
+        sxx = float(xs @ xs) - n * mean_x * mean_x
+        sums = self.basis @ self.ys  # row 0: Σy, row 1: Σxy
+        mean_y = sums[0] / n
+        return mean_x, sxx, sums[1] - n * mean_x * mean_y, mean_y
 
     def t(self) -> np.ndarray:
         """t statistics of the K slopes (0 below 3 points or without spread; very large for exact lines)."""
         n = self.n
-        sxx = self.sxx - self.sx * self.sx / n if n else 0.0
-        if n < 3 or sxx <= 1e-12 * max(1.0, self.sxx):
+        if n < 3:
             return np.zeros(self.k)
-        sxy = self.sxy - self.sx / n * self.sy
-        syy = self.syy - self.sy * self.sy / n
+        mean_x, sxx, sxy, mean_y = self._centred()
+        if sxx <= 1e-12 * max(1.0, mean_x * mean_x * n):
+            return np.zeros(self.k)
+        syy = np.einsum("ij,ij->j", self.ys, self.ys) - n * mean_y * mean_y
         slope = sxy / sxx
         # An exact line leaves only rounding in the residual: floored at 1e-12 of the spread, its t is huge
         # (about 1e6 and more) instead of infinite, and a constant series keeps t = 0.
@@ -249,7 +240,6 @@ class MultiTrend:
 
     def fitted(self, x: float) -> np.ndarray:
         """The K lines' values at ``x``."""
-        n = self.n
-        sxx = self.sxx - self.sx * self.sx / n
-        slope = (self.sxy - self.sx / n * self.sy) / sxx if sxx > 0 else np.zeros(self.k)
-        return self.sy / n + slope * (x - self.sx / n)
+        mean_x, sxx, sxy, mean_y = self._centred()
+        slope = sxy / sxx if sxx > 0 else np.zeros(self.k)
+        return mean_y + slope * (x - mean_x)
