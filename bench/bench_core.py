@@ -5,9 +5,11 @@ Prints one JSON document. Figures, not assertions: tests never time anything.
     python bench/bench_core.py              # the full grid and 1M-step memory runs (~10 minutes on 2 cores)
     python bench/bench_core.py --quick      # a smaller grid and 100k steps, for a smoke check
 
-Each record_step runs with the Prometheus collector registered and /metrics
-served on 127.0.0.1 (a free port), and the JSONL run store writing and flushing
-every step, as in a real run.
+Each record_step runs as in a real run: the run store writing and flushing every
+step, /metrics served on 127.0.0.1 (a free port), the default alert pack evaluated
+in-process and the default detectors on. ``tracker`` times the old API's
+RewardMetricsTracker.track_step on the old system's own inputs (no run directory, no
+server), to compare with that system's 110 µs p50.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def latency(n: int, f: int, steps: int) -> dict:
     specs = reward_functions(f)
     data = batches(specs, n, 8)
     with tempfile.TemporaryDirectory() as tmp:
-        monitor = RewardMonitor("bench", specs, group_size=GROUP_SIZE, run_dir=tmp, prometheus_port=0)
+        monitor = RewardMonitor("bench", specs, group_size=GROUP_SIZE, run_dir=tmp, prometheus_port=0, alerts=True)
         try:
             for step in range(20):  # warm-up
                 monitor.record_step(step, data[step % 8])
@@ -72,6 +74,24 @@ def latency(n: int, f: int, steps: int) -> dict:
         finally:
             monitor.close()
     return {"samples": n, "functions": f, "steps": steps,
+            "p50_us": round(float(np.percentile(times, 50)) * 1e6, 1), "p99_us": round(float(np.percentile(times, 99)) * 1e6, 1)}
+
+
+def tracker(n: int = 1024, f: int = 4, steps: int = 3000) -> dict:
+    from rewardscope import RewardMetricsTracker
+
+    specs = reward_functions(f)
+    data = batches(specs, n, 8)
+    old = RewardMetricsTracker([s.name for s in specs], group_size=GROUP_SIZE)
+    for step in range(20):
+        old.track_step(step, data[step % 8])
+    times = np.empty(steps)
+    for i in range(steps):
+        started = time.perf_counter()
+        old.track_step(20 + i, data[i % 8])
+        times[i] = time.perf_counter() - started
+    old.close()
+    return {"api": "RewardMetricsTracker.track_step", "samples": n, "functions": f, "steps": steps,
             "p50_us": round(float(np.percentile(times, 50)) * 1e6, 1), "p99_us": round(float(np.percentile(times, 99)) * 1e6, 1)}
 
 
@@ -134,10 +154,10 @@ def render(f: int, n: int = 1024, renders: int = 300) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller grid, 100k-step memory runs")
-    parser.add_argument("--part", choices=("latency", "memory", "disk", "render"), action="append",
+    parser.add_argument("--part", choices=("latency", "tracker", "memory", "disk", "render"), action="append",
                         help="run only these parts (repeatable; default: all)")
     args = parser.parse_args()
-    parts = set(args.part or ("latency", "memory", "disk", "render"))
+    parts = set(args.part or ("latency", "tracker", "memory", "disk", "render"))
     sizes = (64, 256, 1024, 4096, 65536)
     grid = []
     for f in (4, 16) if "latency" in parts else ():
@@ -155,6 +175,7 @@ def main() -> int:
         "machine": {"python": platform.python_version(), "numpy": np.__version__, "cpus": os.cpu_count(),
                     "processor": platform.processor() or platform.machine()},
         "record_step_latency": grid,
+        "old_api_tracker": [tracker()] if "tracker" in parts else [],
         "memory": memory_runs,
         "disk": [disk(False), disk(True), disk(True, "continuous")] if "disk" in parts else [],
         "render_metrics": [render(4), render(16)] if "render" in parts else [],

@@ -8,15 +8,13 @@ The API of the system rewardscope replaces is importable from here too:
 RewardMetricsTracker, DashboardManager, RewardAnalyzer, RealtimeMonitor, AlertLevel.
 """
 
-__version__ = "0.1.0"
-
-from .metrics.functions import LEGACY_REWARD_FUNCTIONS, RewardFunctionSpec  # noqa: E402
-from .metrics.layout import StepMetrics  # noqa: E402
-from .metrics.step import StepInputError  # noqa: E402
-from .monitor import RewardMonitor  # noqa: E402
-from .analysis import RewardAnalyzer, RewardHackingDetector  # noqa: E402
-from .compat import DashboardManager, RewardMetricsTracker  # noqa: E402
-from .alerting import AlertLevel, RealtimeMonitor  # noqa: E402
+from ._version import __version__
+from .metrics.functions import LEGACY_REWARD_FUNCTIONS, RewardFunctionSpec
+from .metrics.layout import StepMetrics
+from .metrics.step import StepInputError
+from .monitor import RewardMonitor
+from .analysis import RewardHackingDetector
+from .compat import AlertLevel, DashboardManager, RealtimeMonitor, RewardAnalyzer, RewardMetricsTracker
 
 __all__ = ["RewardMonitor", "RewardFunctionSpec", "StepMetrics", "StepInputError", "LEGACY_REWARD_FUNCTIONS",
            "RewardAnalyzer", "RewardHackingDetector", "RewardMetricsTracker", "DashboardManager", "RealtimeMonitor", "AlertLevel",

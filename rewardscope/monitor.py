@@ -1,16 +1,20 @@
 """RewardMonitor: the one call per training step.
 
-``record_step`` validates the step's arrays, computes every statistic once
-(vectorised, pure), updates the bounded rolling window, the counters and
-histograms behind /metrics, evaluates the alert rules and online detectors, and
-fans the result out to the sinks (run store, mirrors). Memory is O(window).
+``record_step`` validates the step's input, computes one complete StepRecord (every
+statistic, vectorised and pure; the online detectors' gauges; the trend slopes; the
+alert transitions) and fans it out to the sinks: the run store first, then Prometheus,
+then any mirror (W&B, TensorBoard, OpenTelemetry, your own). Memory is O(window).
 
-Bad input never crashes deep inside: a step that cannot be used (step not
-increasing, empty batch, arrays of different lengths, unknown or missing reward
-function, batch not divisible by the group size, non-numeric values) is skipped,
+Bad input never crashes deep inside: a step that cannot be used (step not increasing,
+empty batch, arrays of different lengths, unknown or missing reward function, batch
+not divisible by the group size, values that are not real numbers) is skipped,
 counted in ``grpo_skipped_steps_total{reason}`` and logged, or raised as
-StepInputError when the monitor was built with ``on_bad_input="raise"``.
-Non-finite rewards are excluded from statistics and counted.
+StepInputError when the monitor was built with ``on_bad_input="raise"``. Non-finite
+rewards are excluded from statistics and counted. torch tensors are accepted as they
+are (detached, moved to the CPU, bfloat16 widened).
+
+When the run store cannot write a step, record_step raises and nothing else sees the
+step: /metrics and the store never disagree, and the same step can be recorded again.
 
 Usage::
 
@@ -27,31 +31,39 @@ from __future__ import annotations
 
 import logging
 import math
-import numbers
 import os
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
 
 import numpy as np
-from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client import CollectorRegistry
 
-from . import __version__
+from ._version import __version__
 from .alerting.engine import default_trend_requirements
-from .alerting.events import AlertEvent, AlertState
+from .alerting.events import AlertEvent, format_alert
+from .distributed import DEFAULT_TIMEOUT_SECONDS, SCALARS, GlobalBatch, LocalShard, RankSignals, ShardGatherer, distributed_world
 from .exporter.base import FanOut, Sink
-from .exporter.prometheus import DEFAULT_HOST, MetricsServer, RunCollector, TextRenderer, snapshot
+from .exporter.console import AlertPrinter
+from .exporter.evidence import EvidenceSink
+from .exporter.prometheus import DEFAULT_HOST, PrometheusSink
+from .exporter.record import StepRecord, TrendKey
 from .exporter.runstore import RunStoreSink
+from .exporter.state import RunState
+from .exporter.webconfig import WebConfig
 from .metrics.catalogue import Scope, metric
 from .metrics.functions import RewardFunctionSpec, as_specs
-from .metrics.layout import StepMetrics
-from .metrics.state import RunState
-from .metrics.step import FunctionTable, StepInputError, compute_reward_statistics
+from .metrics.inputs import as_float, as_float_array, as_step, as_texts
+from .metrics.layout import StepLayout, StepMetrics
+from .metrics.step import FunctionTable, RewardStatistics, StepInputError, compute_reward_statistics
 from .metrics.training import compute_training_statistics
-from .metrics.window import RollingWindow
+from .metrics.window import TrendSet
+from .provenance import record_provenance
+
+__all__ = ["RewardMonitor", "AlertEvaluator", "Detector", "format_alert"]
 
 log = logging.getLogger("rewardscope")
-
-TrendKey = tuple[str, str, int]  # (metric, reward_fn or "", window in steps)
 
 
 class AlertEvaluator(Protocol):
@@ -70,112 +82,126 @@ class Detector(Protocol):
     def update(self, metrics: StepMetrics) -> Mapping[str, float]: ...
 
 
+@dataclass(frozen=True)
+class _StepInput:
+    """A validated step: the (F, N) rewards and the statistics that validation already needed."""
+
+    step: int
+    rewards: np.ndarray
+    group_size: int
+    stats: RewardStatistics
+    training: dict[str, float]
+    lengths: np.ndarray | None
+    advantages: np.ndarray | None
+    tokens: float | None
+    prompts: list[str] | None
+    completions: list[str] | None
+
+
 class RewardMonitor:
-    """Monitor one GRPO run: statistics, /metrics, run store, alerts. See the module docstring."""
+    """Monitor one GRPO run: statistics, /metrics, run store, alerts. See the module docstring.
+
+    Outputs: ``run_dir`` (the run store; None for none), ``prometheus_port`` (None: no
+    server, 0: any free port), ``web_config_file`` (TLS and basic auth for /metrics, the
+    exporter-toolkit format), ``linger_seconds`` (keep /metrics up after close so
+    Prometheus sees the run end), ``extra_sinks``. Evaluation: ``alerts`` (True for the
+    default pack, or an engine), ``detectors`` (None for the defaults, [] for none).
+    """
 
     def __init__(self, run_id: str, reward_functions: Sequence[RewardFunctionSpec | str], *, group_size: int = 1,
                  run_dir: str | os.PathLike | None = "monitoring_data", prometheus_port: int | None = None,
                  prometheus_host: str = DEFAULT_HOST, registry: CollectorRegistry | None = None,
-                 alerts: bool | AlertEvaluator = False, print_alerts: bool = False,
+                 web_config_file: str | os.PathLike | None = None, process_metrics: bool = True,
+                 linger_seconds: float = 0.0, alerts: bool | AlertEvaluator = False, print_alerts: bool = False,
                  alert_printer: Callable[[str], None] | None = None, log_distributions: bool = False,
                  window_size: int = 100, run_info: Mapping[str, str] | None = None, config: Mapping[str, Any] | None = None,
                  max_completion_length: int | None = None, detectors: Sequence[Detector] | None = None,
-                 extra_sinks: Sequence[Sink] = (), on_bad_input: str = "skip", resume_after_step: int | None = None) -> None:
-        if not isinstance(run_id, str) or not run_id or "/" in run_id or run_id.startswith("."):
-            raise ValueError(f"run_id must be a non-empty name without '/', got {run_id!r}")
+                 extra_sinks: Sequence[Sink] = (), on_bad_input: str = "skip", resume_after_step: int | None = None,
+                 provenance: Mapping[str, Any] | None = None, distributed: bool = True, process_group: Any = None,
+                 distributed_timeout: float = DEFAULT_TIMEOUT_SECONDS) -> None:
+        _check_run_id(run_id)
         if on_bad_input not in ("skip", "raise"):
             raise ValueError("on_bad_input must be 'skip' or 'raise'")
-        if not isinstance(group_size, numbers.Integral) or group_size < 1:
-            raise ValueError(f"group_size must be a positive integer, got {group_size!r}")
         self.run_id = run_id
         self.specs = as_specs(reward_functions)
-        self.group_size = int(group_size)
+        self.group_size = _positive_int("group_size", group_size)
+        self.max_completion_length = None if max_completion_length is None else _positive_int(
+            "max_completion_length", max_completion_length)
         self.on_bad_input = on_bad_input
-        self.print_alerts = print_alerts
-        # Where printed alerts go: a progress bar's writer (tqdm.write) keeps them from tearing the bar.
-        self.alert_printer = alert_printer or (lambda line: print(line, flush=True))
         self.log_distributions = log_distributions
-        self.max_completion_length = max_completion_length
         self._table = FunctionTable.build(self.specs)
         self._names = self._table.names
         self._name_set = frozenset(self._names)
+        self.layout = StepLayout(self._names)
+        self._row_index = {name: self.layout.index(name) for name in self.layout.run_metrics}
+        self.run_info = _run_info(run_info, self._names)
+        # Under torch.distributed every rank gathers its shard to rank 0, the only one that keeps
+        # alerts, sinks, a store and a server (rewardscope/distributed.py).
+        self.gatherer: ShardGatherer | None = None
+        if distributed and distributed_world() is not None:
+            self.gatherer = ShardGatherer(len(self._names), process_group, distributed_timeout)
+            if not self.gatherer.is_writer:
+                alerts, run_dir, prometheus_port, extra_sinks, print_alerts = False, None, None, (), False
 
-        info = {"model": "", "trainer": "", **dict(run_info or {})}
-        info.setdefault("reward_functions", ",".join(self._names))
-        info.setdefault("version", __version__)
-        self.state = RunState.create(run_id, self.specs, self._table.buckets, run_info=info,
-                                     max_completion_length=max_completion_length)
-        self.layout = self.state.layout
-
-        self.alert_engine: AlertEvaluator | None = self._make_alert_engine(alerts)
-        # The default pack's compiled Prometheus rules read these slopes, so they are published
-        # whether or not alerts are evaluated in-process.
-        requirements = list(default_trend_requirements())
+        self.alert_engine: AlertEvaluator | None = _make_alert_engine(alerts)
         if self.alert_engine is not None:
             self.alert_engine.bind(run_id, self._names)
-            requirements += [(name, int(window)) for name, window in self.alert_engine.trend_requirements()]
-        self._trend_keys: list[TrendKey] = []
-        for name, window in dict.fromkeys(requirements):
-            self._trend_keys += self._expand_trend(name, window)
-        # Trend keys grouped by window length, so each group's slopes come from one vectorised pass.
-        self._trend_groups: dict[int, tuple[list[TrendKey], np.ndarray]] = {}
-        for key in self._trend_keys:
-            keys, _ = self._trend_groups.get(key[2], ([], None))
-            keys.append(key)
-            self._trend_groups[key[2]] = (keys, np.array([self.layout.index(k[0], k[1] or None) for k in keys]))
-        capacity = max([window_size] + [w for _, _, w in self._trend_keys])
-        self.window = RollingWindow(self.layout.width, capacity)
-        # By default the online detectors of rewardscope.analysis.default_detectors() set their gauges
-        # (reward hacking, function dominance, ...); pass detectors=[] to run none, or your own list.
-        if detectors is None:
-            from .analysis import default_detectors
-
-            detectors = default_detectors()
-        self.detectors = list(detectors)
+        self._trends = self._make_trends(window_size)
+        self.window = self._trends.window
+        self.detectors = list(_default_detectors() if detectors is None else detectors)
         for detector in self.detectors:
             if hasattr(detector, "bind"):  # detectors that need the reward functions' weights
                 detector.bind(self.specs)
-        self.recent_alerts: list[AlertEvent] = []  # bounded below
-        self._max_recent_alerts = 1000
 
-        sinks: list[Sink] = []
+        # /metrics first: a busy port fails before anything is written to the run directory.
+        state = RunState.create(run_id, self.specs, self._table.buckets, run_info=self.run_info,
+                                max_completion_length=self.max_completion_length)
+        web_config = None if web_config_file is None else WebConfig.load(web_config_file)
+        self.prometheus = PrometheusSink(state, registry=registry, port=prometheus_port, host=prometheus_host,
+                                         web_config=web_config, process_metrics=process_metrics, linger_seconds=linger_seconds)
         self.store: RunStoreSink | None = None
         self.last_step: int | None = None
         if run_dir is not None:
             manifest = {"reward_functions": [vars(s) for s in self.specs], "group_size": self.group_size,
-                        "run_info": info, "config": dict(config or {})}
-            self.store = RunStoreSink(run_dir, run_id, self.layout, manifest_extra=manifest,
-                                      log_distributions=log_distributions, resume_after_step=resume_after_step)
+                        "run_info": self.run_info, "config": dict(config or {})}
+            try:
+                self.store = RunStoreSink(run_dir, run_id, self.layout, manifest_extra=manifest,
+                                          log_distributions=log_distributions, resume_after_step=resume_after_step)
+                if provenance is not None:
+                    record_provenance(self.store.directory, provenance, self.store.last_step)
+                evidence = EvidenceSink(self.store.directory, self._names, [s.weight for s in self.specs],
+                                        resume_after_step=resume_after_step)
+            except BaseException:
+                self.prometheus.linger_seconds = 0.0
+                self.prometheus.close({})
+                raise
             self.last_step = self.store.last_step
-            sinks.append(self.store)
-        sinks.extend(extra_sinks)
-        self.fanout = FanOut(sinks, on_error=self._count_sink_error)
-
-        self._renderer = TextRenderer()
-        own_registry = registry is None
-        self.registry = CollectorRegistry() if own_registry else registry
-        self._collector = RunCollector(self.state)
-        self.registry.register(self._collector)
-        self.server: MetricsServer | None = None
-        if prometheus_port is not None:
-            self.server = MetricsServer(self._render if own_registry else lambda: generate_latest(self.registry),
-                                        prometheus_host, prometheus_port)
-            log.info("serving %s", self.server.url)
+        self.registry = self.prometheus.registry
+        self._ranks = RankSignals(run_id)
+        if self.gatherer is not None:
+            self.registry.register(self._ranks)
+        self.server = self.prometheus.server
+        self.alert_printer = AlertPrinter(alert_printer, enabled=print_alerts)
+        sinks: list[Sink] = [self.store, evidence] if self.store is not None else []
+        self.fanout = FanOut(sinks + [self.prometheus, self.alert_printer, *extra_sinks])
         self._last_monotonic: float | None = None
         self._steps_recorded = 0
         self._closed = False
         self._first_step: int | None = None
-        self._last_metrics: StepMetrics | None = None
+        self._last_record: StepRecord | None = None
 
     # ------------------------------------------------------------------ set-up helpers
-    def _make_alert_engine(self, alerts: bool | AlertEvaluator) -> AlertEvaluator | None:
-        if alerts is False or alerts is None:
-            return None
-        if alerts is True:
-            from .alerting.engine import AlertEngine
-
-            return AlertEngine.default()
-        return alerts
+    def _make_trends(self, window_size: int) -> TrendSet:
+        # The default pack's compiled Prometheus rules read these slopes, so they are published
+        # whether or not alerts are evaluated in-process.
+        requirements = list(default_trend_requirements())
+        if self.alert_engine is not None:
+            requirements += [(name, int(window)) for name, window in self.alert_engine.trend_requirements()]
+        keys: list[TrendKey] = []
+        for name, window in dict.fromkeys(requirements):
+            keys += self._expand_trend(name, window)
+        columns = [self.layout.index(name, fn or None) for name, fn, _ in keys]
+        return TrendSet(self.layout.width, keys, columns, _positive_int("window_size", window_size))
 
     def _expand_trend(self, name: str, window: int) -> list[TrendKey]:
         spec = metric(name)
@@ -187,29 +213,138 @@ class RewardMonitor:
             raise ValueError(f"trend rule on {name}: only per-step stored metrics have trends")
         return [(name, "", window)]
 
-    def _render(self) -> bytes:
-        return self._renderer.render(snapshot(self.state))
-
     @property
     def prometheus_port(self) -> int | None:
         return None if self.server is None else self.server.port
 
     @property
-    def run_directory(self):
+    def run_directory(self) -> Path | None:
         return None if self.store is None else self.store.directory
 
-    def _count_sink_error(self, sink: str) -> None:
-        with self.state.lock:
-            self.state.labelled_counters["rewardscope_sink_errors_total"][(sink,)] += 1
+    @property
+    def recent_alerts(self) -> list[AlertEvent]:
+        """The latest alert transitions, oldest first (at most 1,000)."""
+        return list(self.alert_printer.recent)
+
+    @property
+    def alerts_firing(self) -> list[AlertEvent]:
+        """The alerts firing now: the FIRING event of each instance that has not resolved."""
+        return self.alert_printer.firing()
 
     def _skip(self, reason: str, message: str, step: Any) -> None:
-        with self.state.lock:
-            self.state.labelled_counters["grpo_skipped_steps_total"][(reason,)] += 1
+        self.fanout.write_skip(step, reason, message)
         if self.on_bad_input == "raise":
             raise StepInputError(reason, message)
         log.warning("rewardscope: skipped step %r of run %s (%s): %s", step, self.run_id, reason, message)
 
     # ------------------------------------------------------------------ the step
+    def record_step(self, step: int, rewards_by_function: Mapping[str, Any], *, group_size: int | None = None,
+                    kl: float | None = None, policy_entropy: float | None = None, advantages: Any = None,
+                    completion_lengths: Any = None, max_completion_length: int | None = None,
+                    clip_ratio: float | None = None, grad_norm: float | None = None, loss: float | None = None,
+                    learning_rate: float | None = None, eval_accuracy: float | None = None,
+                    tokens: int | None = None, prompts: Sequence[str] | None = None,
+                    completions: Sequence[str] | None = None) -> StepRecord | None:
+        """Record one training step; returns its StepRecord, or None when the step was skipped.
+
+        ``rewards_by_function`` maps every declared function to its N rewards (arrays, lists or
+        tensors), samples ordered group by group. ``prompts``/``completions`` (N strings, optional)
+        are kept as evidence when an alert fires.
+
+        Under torch.distributed each rank passes its own shard: rank 0 records the global batch
+        (prompts and completions are not gathered) and returns its StepRecord; the other ranks return None.
+        """
+        if self._closed:
+            raise RuntimeError(f"RewardMonitor {self.run_id!r} is closed")
+        if self.gatherer is not None:
+            inputs = {"group_size": group_size, "kl": kl, "policy_entropy": policy_entropy, "advantages": advantages,
+                      "completion_lengths": completion_lengths, "max_completion_length": max_completion_length,
+                      "clip_ratio": clip_ratio, "grad_norm": grad_norm, "loss": loss, "learning_rate": learning_rate,
+                      "eval_accuracy": eval_accuracy, "tokens": tokens}
+            batch = self._gather(step, rewards_by_function, inputs)
+            if batch is None:
+                return None
+            return self._record_step(batch.step, dict(zip(self._names, batch.rewards)), **batch.record_step_inputs())
+        return self._record_step(step, rewards_by_function, group_size=group_size, kl=kl, policy_entropy=policy_entropy,
+                                 advantages=advantages, completion_lengths=completion_lengths,
+                                 max_completion_length=max_completion_length, clip_ratio=clip_ratio, grad_norm=grad_norm,
+                                 loss=loss, learning_rate=learning_rate, eval_accuracy=eval_accuracy, tokens=tokens,
+                                 prompts=prompts, completions=completions)
+
+    def _gather(self, step: Any, rewards_by_function: Mapping[str, Any], inputs: dict[str, Any]) -> GlobalBatch | None:
+        """Take part in the step's gather with this rank's shard (a bad shard goes with a flag, keeping the
+        ranks in step); the global batch on rank 0 when it can be recorded, else None."""
+        assert self.gatherer is not None
+        try:
+            g = self.group_size if inputs["group_size"] is None else _step_int("group_size", inputs["group_size"])
+            arrays = {k: None if inputs[k] is None else as_float_array(k, inputs[k]) for k in ("advantages", "completion_lengths")}
+            scalars = {k: None if inputs[k] is None else as_float(k, inputs[k]) for k in SCALARS}
+            shard = LocalShard.build(as_step(step), self._reward_matrix(rewards_by_function), g, arrays["advantages"],
+                                     arrays["completion_lengths"], **scalars)
+        except (StepInputError, TypeError, ValueError) as error:
+            shard = LocalShard.invalid(step, len(self._names), getattr(error, "reason", "not_numeric"), str(error))
+        batch = self.gatherer.gather(shard)
+        if shard.reason and not self.gatherer.is_writer:
+            self._skip(shard.reason, shard.message, step)
+        if batch is None:
+            return None
+        self._ranks.update(batch)
+        if batch.skip is not None:
+            self._skip(batch.skip[0], batch.skip[1] + (f"; rank 0: {shard.message}" if shard.message else ""), batch.step)
+            return None
+        return batch
+
+    def _record_step(self, step: Any, rewards_by_function: Mapping[str, Any], *, group_size: int | None = None,
+                     kl: float | None = None, policy_entropy: float | None = None, advantages: Any = None,
+                     completion_lengths: Any = None, max_completion_length: int | None = None,
+                     clip_ratio: float | None = None, grad_norm: float | None = None, loss: float | None = None,
+                     learning_rate: float | None = None, eval_accuracy: float | None = None,
+                     tokens: int | None = None, prompts: Sequence[str] | None = None,
+                     completions: Sequence[str] | None = None) -> StepRecord | None:
+        started = time.perf_counter()
+        scalars = {"kl": kl, "policy_entropy": policy_entropy, "clip_ratio": clip_ratio, "grad_norm": grad_norm,
+                   "loss": loss, "learning_rate": learning_rate, "eval_accuracy": eval_accuracy}
+        try:
+            inputs = self._validate(step, rewards_by_function, group_size, scalars, advantages, completion_lengths,
+                                    max_completion_length, tokens, prompts, completions)
+        except StepInputError as error:
+            self._skip(error.reason, str(error), step)
+            return None
+        record = self._compute(inputs, started)
+        try:
+            self.fanout.write_step(record)
+        except BaseException:
+            self._trends.drop_last()  # the step was not stored: a retry must find the window as it was
+            raise
+        self._commit(record)
+        return record
+
+    def _validate(self, step: Any, rewards_by_function: Mapping[str, Any], group_size: Any, scalars: dict[str, Any],
+                  advantages: Any, completion_lengths: Any, max_completion_length: Any, tokens: Any,
+                  prompts: Any, completions: Any) -> _StepInput:
+        step = as_step(step)
+        if self.last_step is not None and step <= self.last_step:
+            raise StepInputError("step_not_increasing", f"step {step} is not after the last recorded step {self.last_step}")
+        rewards = self._reward_matrix(rewards_by_function)
+        g = self.group_size if group_size is None else _step_int("group_size", group_size)
+        limit = self.max_completion_length if max_completion_length is None else _step_int(
+            "max_completion_length", max_completion_length)
+        stats = compute_reward_statistics(rewards, self._table, g)
+        n = rewards.shape[1]
+        adv = None if advantages is None else as_float_array("advantages", advantages)
+        lengths = None if completion_lengths is None else as_float_array("completion_lengths", completion_lengths)
+        numbers = {k: as_float(k, v) for k, v in scalars.items() if v is not None}
+        training, arrays, rejected = compute_training_statistics(
+            n_samples=n, advantages=adv, completion_lengths=lengths, max_completion_length=limit, **numbers)
+        if tokens is not None:
+            tokens = as_float("tokens", tokens)
+            if not (math.isfinite(tokens) and tokens >= 0):
+                raise StepInputError("not_numeric", f"tokens must be a non-negative number, got {tokens!r}")
+        texts = as_texts("prompts", prompts, n), as_texts("completions", completions, n)
+        if rejected:
+            log.warning("rewardscope: step %d of run %s: dropped non-finite %s", step, self.run_id, ", ".join(rejected))
+        return _StepInput(step, rewards, g, stats, training, arrays["completion_lengths"], adv, tokens, *texts)
+
     def _reward_matrix(self, rewards_by_function: Mapping[str, Any]) -> np.ndarray:
         if not isinstance(rewards_by_function, Mapping):
             raise StepInputError("not_numeric", "rewards_by_function must map reward function names to arrays")
@@ -219,130 +354,60 @@ class RewardMonitor:
         missing = [n for n in self._names if rewards_by_function.get(n) is None]
         if missing:
             raise StepInputError("missing_function", f"no rewards for {missing}; every declared function must be passed each step")
-        matrix = None
-        for row, name in enumerate(self._names):
-            values = rewards_by_function[name]
-            try:
-                if not isinstance(values, np.ndarray):
-                    values = np.asarray(values, dtype=np.float64)
-                if values.ndim != 1:
-                    raise StepInputError("not_numeric", f"rewards of {name!r} must be a 1-D array, got shape {values.shape}")
-                if matrix is None:
-                    matrix = np.empty((len(self._names), values.size))
-                elif values.size != matrix.shape[1]:
-                    sizes = ", ".join(f"{n}={np.size(rewards_by_function[n])}" for n in self._names)
-                    raise StepInputError("length_mismatch", f"reward arrays have different lengths: {sizes}")
-                matrix[row] = values
-            except (TypeError, ValueError) as error:
-                if isinstance(error, StepInputError):
-                    raise
-                raise StepInputError("not_numeric", f"rewards of {name!r} are not numbers: {error}") from None
-        return matrix
+        rows = [as_float_array(f"rewards of {name!r}", rewards_by_function[name]) for name in self._names]
+        if any(row.size != rows[0].size for row in rows):
+            sizes = ", ".join(f"{n}={row.size}" for n, row in zip(self._names, rows))
+            raise StepInputError("length_mismatch", f"reward arrays have different lengths: {sizes}")
+        return np.stack(rows) if len(rows) > 1 else rows[0][None, :]
 
-    def record_step(self, step: int, rewards_by_function: Mapping[str, Any], *, group_size: int | None = None,
-                    kl: float | None = None, policy_entropy: float | None = None, advantages: Any = None,
-                    completion_lengths: Any = None, max_completion_length: int | None = None,
-                    clip_ratio: float | None = None, grad_norm: float | None = None, loss: float | None = None,
-                    learning_rate: float | None = None, eval_accuracy: float | None = None,
-                    tokens: int | None = None) -> StepMetrics | None:
-        """Record one training step; returns its StepMetrics, or None when the step was skipped."""
-        if self._closed:
-            raise RuntimeError(f"RewardMonitor {self.run_id!r} is closed")
-        started = time.perf_counter()
-        try:
-            if isinstance(step, bool) or not isinstance(step, numbers.Integral):
-                raise StepInputError("not_numeric", f"step must be an integer, got {step!r}")
-            step = int(step)
-            if self.last_step is not None and step <= self.last_step:
-                raise StepInputError("step_not_increasing", f"step {step} is not after the last recorded step {self.last_step}")
-            rewards = self._reward_matrix(rewards_by_function)
-            g = self.group_size if group_size is None else int(group_size)
-            stats = compute_reward_statistics(rewards, self._table, g)
-            training, arrays, rejected = compute_training_statistics(
-                n_samples=rewards.shape[1], advantages=advantages, completion_lengths=completion_lengths,
-                max_completion_length=max_completion_length or self.max_completion_length, kl=kl,
-                policy_entropy=policy_entropy, clip_ratio=clip_ratio, grad_norm=grad_norm, loss=loss,
-                learning_rate=learning_rate, eval_accuracy=eval_accuracy)
-            if tokens is not None and not (isinstance(tokens, numbers.Real) and math.isfinite(tokens) and tokens >= 0):
-                raise StepInputError("not_numeric", f"tokens must be a non-negative number, got {tokens!r}")
-        except StepInputError as error:
-            self._skip(error.reason, str(error), step)
-            return None
-        if rejected:
-            log.warning("rewardscope: step %d of run %s: dropped non-finite %s", step, self.run_id, ", ".join(rejected))
-
+    def _compute(self, inputs: _StepInput, started: float) -> StepRecord:
+        """The step's record: stored row, detectors, slopes, alert events, counter increments."""
         now = time.time()
-        row = self.layout.new_row()
-        row[0] = step
-        row[1] = now
-        layout = self.layout
-        row[layout.index("grpo_group_size")] = g
-        for name, value in stats.run.items():
-            row[layout.index(name)] = value
-        for name, value in training.items():
-            row[layout.index(name)] = value
-        for name, values in stats.per_function.items():
-            row[layout.function_slots[name]] = values
-        metrics = StepMetrics(step, now, layout, row, rewards if self.log_distributions else None)
+        row = self._row(inputs, now)
+        stats = inputs.stats
+        metrics = StepMetrics(inputs.step, now, self.layout, row, inputs.rewards if self.log_distributions else None)
         for detector in self.detectors:
             if hasattr(detector, "observe_batch"):  # detectors that read the batch itself (length vs reward)
-                detector.observe_batch(stats.combined, arrays["completion_lengths"], g)
+                detector.observe_batch(stats.combined, inputs.lengths, inputs.group_size)
             for name, value in detector.update(metrics).items():
-                row[layout.index(name)] = value
-
-        self.window.append(step, row)
-        slopes: dict[TrendKey, float | None] = {}
-        for window, (keys, columns) in self._trend_groups.items():
-            slopes.update(zip(keys, self.window.slopes(columns, window)))
+                row[self._row_index[name]] = value
+        slopes = self._trends.append(inputs.step, row)
         events = self.alert_engine.evaluate(metrics, slopes) if self.alert_engine is not None else []
-
         monotonic = time.monotonic()
         duration = None if self._last_monotonic is None else monotonic - self._last_monotonic
         self._last_monotonic = monotonic
-        self._update_state(metrics, stats, rewards.shape[1], arrays, slopes, events, tokens, duration)
+        return StepRecord(
+            inputs.step, now, self.layout, row, metrics.rewards,
+            samples=inputs.rewards.shape[1], tokens=inputs.tokens, duration_seconds=duration,
+            compute_seconds=time.perf_counter() - started, bucket_layout=self._table.buckets,
+            reward_bucket_counts=stats.bucket_counts,
+            reward_positive_sums=stats.positive_sums, reward_negative_sums=stats.negative_sums,
+            reward_finite_counts=stats.bucket_totals,
+            nonfinite_by_function=stats.per_function["grpo_reward_fn_nonfinite_samples"],
+            completion_lengths=inputs.lengths, slopes=slopes, events=events, batch_rewards=inputs.rewards,
+            advantages=inputs.advantages, prompts=inputs.prompts, completions=inputs.completions)
 
-        self.fanout.write_step(metrics)
-        if events:
-            self._handle_alerts(events)
-        self.last_step = step
+    def _row(self, inputs: _StepInput, now: float) -> np.ndarray:
+        row = self.layout.new_row()
+        index = self._row_index
+        row[0] = inputs.step
+        row[1] = now
+        row[index["grpo_group_size"]] = inputs.group_size
+        for name, value in inputs.stats.run.items():
+            row[index[name]] = value
+        for name, value in inputs.training.items():
+            row[index[name]] = value
+        slots = self.layout.function_slots
+        for name, values in inputs.stats.per_function.items():
+            row[slots[name]] = values
+        return row
+
+    def _commit(self, record: StepRecord) -> None:
+        self.last_step = record.step
         self._steps_recorded += 1
         if self._first_step is None:
-            self._first_step = step
-        self._last_metrics = metrics
-        with self.state.lock:
-            self.state.counters["rewardscope_record_seconds_total"] += time.perf_counter() - started
-        return metrics
-
-    def _update_state(self, metrics: StepMetrics, stats, n_samples: int, arrays, slopes, events, tokens, duration) -> None:
-        s = self.state
-        with s.lock:
-            s.latest = s.carry_sticky(metrics.row)
-            s.counters["grpo_steps_total"] += 1
-            s.counters["grpo_samples_total"] += n_samples
-            if tokens is not None:
-                s.counters["grpo_tokens_total"] += float(tokens)
-            s.reward_histograms.add(stats.bucket_counts, stats.bucket_sums, stats.bucket_totals)
-            s.nonfinite_totals += stats.per_function["grpo_reward_fn_nonfinite_samples"]
-            if arrays["completion_lengths"] is not None:
-                s.length_histogram.observe_row(0, arrays["completion_lengths"])
-            if duration is not None:
-                s.duration_histogram.observe_row(0, np.array([duration]))
-            s.slopes = {k: v for k, v in slopes.items() if v is not None}
-            for event in events:
-                key = (event.alertname, event.severity)
-                if event.state is AlertState.FIRING:
-                    s.alerts_firing[key] = s.alerts_firing.get(key, 0) + 1
-                    s.labelled_counters["grpo_alerts_fired_total"][key] += 1
-                else:
-                    s.alerts_firing[key] = max(s.alerts_firing.get(key, 0) - 1, 0)
-
-    def _handle_alerts(self, events: list[AlertEvent]) -> None:
-        self.recent_alerts.extend(events)
-        del self.recent_alerts[:-self._max_recent_alerts]
-        if self.print_alerts:
-            for event in events:
-                self.alert_printer(format_alert(event))
-        self.fanout.write_alerts(events)
+            self._first_step = record.step
+        self._last_record = record
 
     # ------------------------------------------------------------------ reading back
     def recent(self, name: str, reward_fn: str | None = None, last: int | None = None) -> np.ndarray:
@@ -350,47 +415,41 @@ class RewardMonitor:
         return self.window.column(self.layout.index(name, reward_fn), last)
 
     @property
-    def latest(self) -> StepMetrics | None:
-        return self._last_metrics
+    def latest(self) -> StepRecord | None:
+        return self._last_record
 
     def summary(self) -> dict:
         """Totals and the latest values: what summary.json holds."""
-        with self.state.lock:
-            counters = dict(self.state.counters)
-            skipped = {k[0]: v for k, v in self.state.labelled_counters.get("grpo_skipped_steps_total", {}).items()}
-            sink_errors = {k[0]: v for k, v in self.state.labelled_counters.get("rewardscope_sink_errors_total", {}).items()}
-            alerts = {f"{k[0]}/{k[1]}": v for k, v in self.state.labelled_counters.get("grpo_alerts_fired_total", {}).items()}
-            nonfinite = dict(zip(self._names, self.state.nonfinite_totals.tolist()))
+        state = self.prometheus.state
+        with state.lock:
+            counters = dict(state.run_counters)
+            labelled = {k: dict(v) for k, v in state.labelled_counters.items()}
+            nonfinite = dict(zip(self._names, state.function_counters["grpo_reward_fn_nonfinite_total"].tolist()))
         return {
             "run_id": self.run_id,
             "first_step": self._first_step,
             "last_step": self.last_step,
             "steps_recorded": self._steps_recorded,
-            "samples": counters.get("grpo_samples_total", 0.0),
-            "tokens": counters.get("grpo_tokens_total", 0.0),
+            "samples": counters["grpo_samples_total"],
+            "tokens": counters["grpo_tokens_total"],
             "nonfinite_rewards": nonfinite,
-            "skipped_steps": skipped,
-            "sink_errors": sink_errors,
-            "alerts_fired": alerts,
-            "record_seconds_total": counters.get("rewardscope_record_seconds_total", 0.0),
-            "latest": {} if self._last_metrics is None else self._last_metrics.as_dict(),
+            "skipped_steps": {k[0]: v for k, v in labelled["grpo_skipped_steps_total"].items()},
+            "sink_errors": {k[0]: v for k, v in labelled["rewardscope_sink_errors_total"].items()},
+            "alerts_fired": {f"{k[0]}/{k[1]}": v for k, v in labelled["grpo_alerts_fired_total"].items()},
+            "alerts_firing_at_end": [event.to_json() for event in self.alerts_firing],
+            "record_seconds_total": counters["rewardscope_record_seconds_total"],
+            "latest": {} if self._last_record is None else self._last_record.as_dict(),
             "closed": time.time(),
         }
 
     def close(self) -> None:
-        """Write the summary, close the sinks, stop /metrics. Safe to call twice."""
+        """Write the summary, close the sinks (Prometheus lingers if asked), stop /metrics. Safe to call twice."""
         if self._closed:
             return
         self._closed = True
-        try:
-            self.fanout.close(self.summary())
-        finally:
-            try:
-                self.registry.unregister(self._collector)
-            except KeyError:
-                pass
-            if self.server is not None:
-                self.server.stop()
+        if self.gatherer is not None:
+            self.registry.unregister(self._ranks)
+        self.fanout.close(self.summary())
 
     def __enter__(self) -> "RewardMonitor":
         return self
@@ -399,10 +458,58 @@ class RewardMonitor:
         self.close()
 
 
-def format_alert(event: AlertEvent) -> str:
-    """One line for a terminal: state, severity, alert, labels, value, step."""
-    labels = ",".join(f"{k}={v}" for k, v in sorted(event.labels.items()))
-    value = "" if event.value is None else f" value={event.value:.4g}"
-    threshold = "" if event.threshold is None else f" threshold={event.threshold:.4g}"
-    return (f"[rewardscope] {event.state.value.upper()} {event.severity} {event.alertname} {{{labels}}} step={event.step}"
-            f"{value}{threshold}: {event.summary}")
+# ---------------------------------------------------------------------------- argument checks
+def _check_run_id(run_id: Any) -> None:
+    if not isinstance(run_id, str) or not run_id or "/" in run_id or run_id.startswith(".") or not run_id.isprintable():
+        raise ValueError(f"run_id must be a non-empty printable name without '/', got {run_id!r}")
+    try:
+        run_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError(f"run_id must be valid text (no lone surrogates), got {run_id!r}") from None
+
+
+def _positive_int(name: str, value: Any) -> int:
+    """A constructor argument that must be a positive integer: ValueError otherwise."""
+    try:
+        return _step_int(name, value)
+    except StepInputError as error:
+        raise ValueError(str(error)) from None
+
+
+def _step_int(name: str, value: Any) -> int:
+    """A per-step argument that must be a positive integer: StepInputError otherwise."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise StepInputError("not_numeric", f"{name} must be a positive integer, got {type(value).__name__}: {value!r}")
+    return int(value)
+
+
+def _run_info(run_info: Mapping[str, Any] | None, names: Sequence[str]) -> dict[str, str]:
+    """The run's metadata labels; values must be text, checked now rather than failing every scrape."""
+    info: dict[str, str] = {"model": "", "trainer": "", "reward_functions": ",".join(names), "version": __version__}
+    for key, value in dict(run_info or {}).items():
+        if not isinstance(key, str) or not isinstance(value, str):
+            raise ValueError(f"run_info maps label names to strings, got {key!r}: {value!r}")
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"run_info[{key!r}] is not valid text (lone surrogates)") from None
+        info[key] = value
+    return info
+
+
+def _make_alert_engine(alerts: bool | AlertEvaluator | None) -> AlertEvaluator | None:
+    if alerts is False or alerts is None:
+        return None
+    if alerts is True:
+        from .alerting.engine import AlertEngine
+
+        return AlertEngine.default()
+    return alerts
+
+
+def _default_detectors() -> list[Detector]:
+    # The online detectors of rewardscope.analysis (reward hacking, function dominance, length exploitation,
+    # KL acceleration, zero-spread takeover) set their gauges; detectors=[] runs none.
+    from .analysis import default_detectors
+
+    return default_detectors()

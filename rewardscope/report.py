@@ -26,9 +26,10 @@ import json
 import math
 import sys
 import time
-from collections import deque
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 DEFAULT_WINDOW = 20
 
@@ -48,38 +49,59 @@ def _column(name: str, reward_fn: str | None = None) -> str:
 
 
 class _ColumnStats:
-    """Count, sum, min, max, first and last value of one column, streamed."""
+    """Per column: count, sum, min, max, first and last present value, and the first and last window of rows, streamed."""
 
-    def __init__(self) -> None:
-        self.count = 0
-        self.total = 0.0
-        self.min = math.inf
-        self.max = -math.inf
-        self.first: float | None = None
-        self.last: float | None = None
+    def __init__(self, n_columns: int, window: int) -> None:
+        self.window = window
+        self.count = np.zeros(n_columns, dtype=np.int64)
+        self.total = np.zeros(n_columns)
+        self.min = np.full(n_columns, np.inf)
+        self.max = np.full(n_columns, -np.inf)
+        self.first = np.full(n_columns, np.nan)
+        self.last = np.full(n_columns, np.nan)
+        self.head = np.empty((0, n_columns))
+        self.tail = np.empty((0, n_columns))
+        self.rows = 0
 
-    def add(self, value: float) -> None:
-        if self.first is None:
-            self.first = value
-        self.last = value
-        self.count += 1
-        self.total += value
-        self.min = min(self.min, value)
-        self.max = max(self.max, value)
+    def add(self, block: np.ndarray) -> None:
+        present = ~np.isnan(block)
+        self.rows += len(block)
+        self.count += present.sum(axis=0)
+        self.total += np.where(present, block, 0.0).sum(axis=0)
+        self.min = np.fmin(self.min, np.fmin.reduce(block, axis=0, initial=np.inf))
+        self.max = np.fmax(self.max, np.fmax.reduce(block, axis=0, initial=-np.inf))
+        columns = np.arange(block.shape[1])
+        has = present.any(axis=0)
+        unset = has & np.isnan(self.first)
+        self.first[unset] = block[present.argmax(axis=0), columns][unset]
+        last_row = len(block) - 1 - present[::-1].argmax(axis=0)
+        self.last[has] = block[last_row, columns][has]
+        if len(self.head) < self.window:
+            self.head = np.concatenate([self.head, block[:self.window - len(self.head)]])
+        self.tail = np.concatenate([self.tail, block])[-self.window:]
 
 
-def _window_mean(rows: list[dict], column: str) -> float | None:
-    values = [row[column] for row in rows if column in row]
-    return sum(values) / len(values) if values else None
+def _window_mean(rows: np.ndarray, column: int) -> float | None:
+    values = rows[:, column]
+    values = values[~np.isnan(values)]
+    return float(values.sum() / len(values)) if len(values) else None
+
+
+def _number(value: float) -> float | None:
+    return None if math.isnan(value) else float(value)
 
 
 def summarize(run_dir: str | Path, window: int = DEFAULT_WINDOW) -> dict[str, Any]:
     """Plain-data summary of the run stored in ``run_dir`` (see the module docstring).
 
     ``window`` is the number of steps in the first and last windows (halved, down to 1, for
-    runs shorter than two windows). Raises RunStoreError when ``run_dir`` is not a run directory.
+    runs shorter than two windows). Raises RunStoreError when ``run_dir`` is not a run directory,
+    or is one that recorded no step and never closed (a failed start).
     """
-    from .exporter.runstore import read_alerts, read_manifest, read_steps, read_summary
+    from .exporter.evidence import evidence_index
+    from .exporter.jsonl import ReadStats
+    from .exporter.runstore import RunStoreError, read_alerts, read_manifest, read_summary
+    from .exporter.runstore_columns import read_step_columns
 
     if window < 1:
         raise ValueError(f"window must be at least 1 step, got {window}")
@@ -87,44 +109,41 @@ def summarize(run_dir: str | Path, window: int = DEFAULT_WINDOW) -> dict[str, An
     manifest = read_manifest(run_dir)
     functions = [f["name"] for f in manifest.get("reward_functions", [])]
     tracked = [_column(c) for c in RUN_COLUMNS] + [_column(c, fn) for fn in functions for c in FUNCTION_COLUMNS]
+    columns = ["grpo_step", "grpo_last_step_timestamp_seconds", *tracked]
 
-    stats = {column: _ColumnStats() for column in tracked}
-    head: list[dict] = []
-    tail: deque[dict] = deque(maxlen=window)
-    steps_recorded = 0
-    first_step = last_step = first_time = last_time = None
-    for row in read_steps(run_dir):
-        steps_recorded += 1
-        step, stamp = int(row["grpo_step"]), row.get("grpo_last_step_timestamp_seconds")
-        if first_step is None:
-            first_step, first_time = step, stamp
-        last_step, last_time = step, stamp
-        kept = {column: row[column] for column in tracked if column in row}
-        for column, value in kept.items():
-            stats[column].add(value)
-        if len(head) < window:
-            head.append(kept)
-        tail.append(kept)
+    read_stats = ReadStats()
+    stats = _ColumnStats(len(columns), window)
+    for block in read_step_columns(run_dir, columns, read_stats):
+        stats.add(block)
+    closing = read_summary(run_dir)
+    steps_recorded = stats.rows
+    if not steps_recorded and closing is None:
+        raise RunStoreError(f"{run_dir} holds no recorded step and no summary.json: the run failed to start, "
+                            "or has not recorded its first step yet")
 
     size = min(window, max(1, steps_recorded // 2))
-    first_rows, last_rows = head[:size], list(tail)[-size:] if size else []
+    first_rows, last_rows = stats.head[:size], stats.tail[-size:]
     metrics: dict[str, dict[str, Any]] = {}
-    for column, s in stats.items():
-        if s.count == 0:
+    for index, column in enumerate(columns[2:], start=2):
+        count = int(stats.count[index])
+        if count == 0:
             continue
-        metrics[column] = {"first_window": _window_mean(first_rows, column), "last_window": _window_mean(last_rows, column),
-                           "mean": s.total / s.count, "sum": s.total, "min": s.min, "max": s.max, "first": s.first, "last": s.last,
-                           "steps": s.count}
+        metrics[column] = {"first_window": _window_mean(first_rows, index), "last_window": _window_mean(last_rows, index),
+                           "mean": float(stats.total[index] / count), "sum": float(stats.total[index]),
+                           "min": float(stats.min[index]), "max": float(stats.max[index]), "first": float(stats.first[index]),
+                           "last": float(stats.last[index]), "steps": count}
 
-    closing = read_summary(run_dir)
-    steps_path = run_dir / "steps.jsonl"
+    first_step = int(stats.head[0, 0]) if steps_recorded else None
+    last_step = int(stats.tail[-1, 0]) if steps_recorded else None
+    first_time = _number(stats.head[0, 1]) if steps_recorded else None
+    last_time = _number(stats.tail[-1, 1]) if steps_recorded else None
     return {
         "run_id": manifest.get("run_id"),
         "run_dir": str(run_dir),
         "created": manifest.get("created"),
         "restarts": len(manifest.get("restarts", [])),
         "closed": closing is not None,
-        "torn_final_line": _ends_torn(steps_path),
+        "torn_final_line": read_stats.torn_final_line,
         "reward_functions": functions,
         "weights": {f["name"]: f.get("weight", 1.0) for f in manifest.get("reward_functions", [])},
         "group_size": manifest.get("group_size"),
@@ -140,16 +159,11 @@ def summarize(run_dir: str | Path, window: int = DEFAULT_WINDOW) -> dict[str, An
         # Skipped steps never reach steps.jsonl: only the closing summary counts them.
         "skipped_steps": None if closing is None else closing.get("skipped_steps", {}),
         "sink_errors": None if closing is None else closing.get("sink_errors", {}),
+        # Lines of steps.jsonl the reader skipped (corrupt, out of order) and infinities read as absent.
+        "read_problems": {k: v for k, v in read_stats.problems().items() if k != "torn_final_line"},
         "alerts": _alerts(read_alerts(run_dir)),
+        "evidence": evidence_index(run_dir),
     }
-
-
-def _ends_torn(path: Path) -> bool:
-    if not path.exists() or path.stat().st_size == 0:
-        return False
-    with open(path, "rb") as f:
-        f.seek(-1, 2)
-        return f.read(1) != b"\n"
 
 
 def _alerts(events: list[dict]) -> dict[str, Any]:
@@ -228,6 +242,10 @@ def render(summary: dict[str, Any]) -> str:
                          f"best {_fmt(c['max'], '.3f')}, {c['steps']} evals")
     nonfinite = {fn: n for fn, n in summary["nonfinite_rewards"].items() if n}
     lines.append("  non-finite:          " + (", ".join(f"{fn} {n}" for fn, n in nonfinite.items()) if nonfinite else "none"))
+    problems = summary.get("read_problems") or {}
+    if problems:
+        lines.append("  read problems:       " + ", ".join(f"{kind.replace('_', ' ')} {n}" for kind, n in problems.items())
+                     + " (skipped or read as absent; see the log for line numbers)")
     skipped = summary["skipped_steps"]
     lines.append("  skipped steps:       " + ("unknown (no summary.json)" if skipped is None else
                                        ", ".join(f"{reason} {int(n)}" for reason, n in skipped.items()) or "none"))
@@ -239,6 +257,8 @@ def render(summary: dict[str, Any]) -> str:
         for event in alerts["firing_at_end"]:
             labels = ",".join(f"{k}={v}" for k, v in sorted(event["labels"].items()) if k != "run_id")
             lines.append(f"    still firing: {event['alertname']} ({event['severity']}) {{{labels}}} since step {event['since_step']}")
+    for item in summary.get("evidence", []):
+        lines.append(f"    evidence: {item['alertname']} at step {item['step']}: {item['samples']} completions in {item['file']}:{item['line']}")
     return "\n".join(lines)
 
 
@@ -255,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         summary = summarize(args.run_dir, window=args.window)
-    except (RunStoreError, ValueError) as error:
+    except (RunStoreError, ValueError, OSError) as error:
         print(f"rewardscope summary: error: {error}", file=sys.stderr)
         return 2
     if args.json:

@@ -113,7 +113,7 @@ def test_cli_prints_json_and_rejects_a_non_run_directory(tmp_path, capsys):
     assert run(argparse.Namespace(run_dir=str(directory), json=False, window=20)) == 0
     assert capsys.readouterr().out.startswith(f"run cli  ({directory})")
     assert run(argparse.Namespace(run_dir=str(tmp_path / "nope"), json=False, window=20)) == 2
-    assert "is not a rewardscope run directory (no manifest.json)" in capsys.readouterr().err
+    assert "nope does not exist (expected a run directory" in capsys.readouterr().err
     assert run(argparse.Namespace(run_dir=str(directory), json=False, window=0)) == 2
     assert "window must be at least 1 step" in capsys.readouterr().err
 

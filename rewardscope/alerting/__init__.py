@@ -4,16 +4,12 @@
 - ``pack``: reading alert packs (``alerting/alerts.yml``) and per-run overrides;
 - ``engine``: ``AlertEngine``, the in-process evaluator the RewardMonitor calls every step;
 - ``compiler``: Prometheus rule files and Prometheus Operator manifests from the same pack;
-- ``realtime``: the old ``RealtimeMonitor`` API on top of the engine;
 - ``cli``: ``rewardscope rules``.
+
+The old ``RealtimeMonitor`` API lives with the rest of the old API in ``rewardscope.compat``.
 
 Usage::
 
-    from rewardscope.alerting import AlertLevel, RealtimeMonitor
-    monitor = RealtimeMonitor(print_alerts=True)
-    monitor.setup_default_alerts()
+    from rewardscope.alerting.engine import AlertEngine
+    engine = AlertEngine.default()
 """
-
-from .realtime import AlertLevel, RealtimeMonitor
-
-__all__ = ["AlertLevel", "RealtimeMonitor"]

@@ -5,7 +5,8 @@ Run from a checkout, it reads ``alerting/alerts.yml`` (the one source), writes
 pack (``rewardscope/alerting/alerts.yml``, what an installed rewardscope loads).
 Elsewhere it reads the packaged default pack. ``--check`` writes nothing and exits 1
 when a generated file is stale; ``--operator`` writes a Prometheus Operator
-``PrometheusRule`` manifest of the same rules.
+``PrometheusRule`` manifest of the same rules. ``--check`` names each file ``missing`` or
+``stale`` (present but different).
 
 Usage::
 
@@ -19,8 +20,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 RULES_FILE = "rewardscope-alerts.yml"
 
@@ -100,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
     stale = stale_files(files)
     if args.check:
         for path in stale:
-            print(f"stale: {_display(path, root)} (run `rewardscope rules`)", file=sys.stderr)
+            state = "stale" if path.is_file() else "missing"
+            print(f"{state}: {_display(path, root)} (run `rewardscope rules`)", file=sys.stderr)
         if not stale:
             print(f"{len(files)} generated rule files are up to date")
         return 1 if stale else 0

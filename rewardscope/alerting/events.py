@@ -31,3 +31,12 @@ class AlertEvent:
         data = asdict(self)
         data["state"] = self.state.value
         return data
+
+
+def format_alert(event: AlertEvent) -> str:
+    """One line for a terminal: state, severity, alert, labels, value, step."""
+    labels = ",".join(f"{k}={v}" for k, v in sorted(event.labels.items()))
+    value = "" if event.value is None else f" value={event.value:.4g}"
+    threshold = "" if event.threshold is None else f" threshold={event.threshold:.4g}"
+    return (f"[rewardscope] {event.state.value.upper()} {event.severity} {event.alertname} {{{labels}}} step={event.step}"
+            f"{value}{threshold}: {event.summary}")

@@ -51,9 +51,9 @@ from ..metrics.catalogue import Kind, Scope, exposed_sample_names, metric
 SEVERITIES = ("info", "warning", "error", "critical")
 KINDS = ("threshold", "trend", "promql")
 CONDITIONS = ("greater", "less", "outside")
-PLACEHOLDERS = ("run_id", "reward_fn", "instance", "value", "threshold", "metric", "window_steps")
+PLACEHOLDERS = ("run_id", "reward_fn", "instance", "rank", "value", "threshold", "metric", "window_steps")
 
-_LABEL_PLACEHOLDERS = ("run_id", "reward_fn", "instance")
+_LABEL_PLACEHOLDERS = ("run_id", "reward_fn", "instance", "rank")
 _REWARD_FN = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")  # as RewardFunctionSpec names
 _ID = re.compile(r"^[a-z][a-z0-9_]*$")
 _ALERT_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

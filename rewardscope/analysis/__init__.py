@@ -1,6 +1,5 @@
 """Offline and online analysis of a run's reward signal.
 
-- RewardAnalyzer (analyzer.py): the old API: quality score, function importance, reward hacking.
 - history.py: StepHistory, built from a run directory, run-store steps or the old per-step reward dicts.
 - quality.py, importance.py, hacking.py: the computations, each defined in its module docstring.
 - Online detectors for RewardMonitor(detectors=[...]): RewardHackingDetector (hacking.py) and the detectors of
@@ -9,11 +8,10 @@
 
 Usage::
 
-    from rewardscope.analysis import RewardAnalyzer
-    print(RewardAnalyzer().analyze_run("monitoring_data/my-run")["quality"]["quality_score"])
+    from rewardscope.analysis import assess_quality, load_run
+    print(assess_quality(load_run("monitoring_data/my-run")).quality_score)
 """
 
-from .analyzer import RewardAnalyzer
 from .detectors import FunctionDominanceDetector, KLAccelerationDetector, LengthExploitationDetector, ZeroSpreadTakeoverDetector
 from .hacking import HackingReport, RewardHackingDetector, detect_reward_hacking
 from .history import StepHistory, load_history, load_run
@@ -28,6 +26,8 @@ def default_detectors() -> list:
 
 
 __all__ = ["default_detectors", "FunctionDominanceDetector", "LengthExploitationDetector", "KLAccelerationDetector",
-           "ZeroSpreadTakeoverDetector", "RewardAnalyzer", "RewardHackingDetector", "HackingReport", "QualityReport",
-           "StepHistory", "load_history",
+           "ZeroSpreadTakeoverDetector", "RewardHackingDetector", "HackingReport", "QualityReport", "StepHistory",
+           "load_history",
            "load_run", "assess_quality", "function_importance", "detect_reward_hacking"]
+
+# The old RewardAnalyzer API lives in rewardscope.compat (import it from rewardscope).

@@ -48,7 +48,7 @@ log = logging.getLogger("rewardscope")
 DEFAULT_TENSORBOARD_DIR = "runs/tensorboard"
 
 
-class _MethodAsStep:
+class _MethodAsStep(Sink):
     """Presents one method of a sink as ``write_step`` so that FanOut's error counting covers it too."""
 
     loud = False
@@ -59,6 +59,18 @@ class _MethodAsStep:
 
     def write_step(self, argument: Any) -> None:
         self._method(argument)
+
+
+class _ErrorCounter(Sink):
+    """Counts the errors the fan-out reports, per sink, for the manager's summary."""
+
+    name = "error_counter"
+
+    def __init__(self, counts: Counter[str]) -> None:
+        self.counts = counts
+
+    def write_sink_error(self, sink: str) -> None:
+        self.counts[sink] += 1
 
 
 def _as_step_metrics(metrics: RewardMetrics | StepMetrics) -> StepMetrics:
@@ -92,7 +104,8 @@ class DashboardManager:
             tb_dir = Path(tensorboard_dir or DEFAULT_TENSORBOARD_DIR) / self.run_name
             self._start(mirrors, "tensorboard", lambda: self._tensorboard_sink(tb_dir))
         self.mirrors = mirrors
-        self._fanout = FanOut(mirrors, on_error=self._count_error)
+        self._error_counter = _ErrorCounter(self.sink_errors)
+        self._fanout = FanOut([*mirrors, self._error_counter])
 
     # ------------------------------------------------------------------ set-up
     def _wandb_sink(self, options: dict) -> Sink:
@@ -122,7 +135,7 @@ class DashboardManager:
 
     def _mirror_call(self, method: str, argument: Any) -> None:
         views = [_MethodAsStep(sink, method) for sink in self.mirrors if hasattr(sink, method)]
-        FanOut(views, on_error=self._count_error).write_step(argument)
+        FanOut([*views, self._error_counter]).write_step(argument)
 
     # ------------------------------------------------------------------ the old API
     def define_wandb_charts(self, function_names: Sequence[str]) -> None:

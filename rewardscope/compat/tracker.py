@@ -42,28 +42,10 @@ import numpy as np
 from ..metrics.functions import RewardFunctionSpec
 from ..metrics.layout import StepMetrics
 from ..monitor import RewardMonitor
+from .names import FUNCTION_FIELDS, METRIC_FIELDS, OLD_NAMES
 
-# Old field name -> catalogue metric (run level).
-RUN_FIELDS: dict[str, str] = {
-    "mean_reward": "grpo_reward_mean",
-    "std_reward": "grpo_reward_std",
-    "min_reward": "grpo_reward_min",
-    "max_reward": "grpo_reward_max",
-    "total_reward": "grpo_reward_sum_of_batch",
-    "signal_to_noise": "grpo_reward_signal_to_noise",
-    "entropy": "grpo_reward_entropy_ratio",
-    "variance": "grpo_reward_variance",
-    "kl_divergence": "grpo_kl",
-    "policy_entropy": "grpo_policy_entropy",
-    "advantage_mean": "grpo_advantage_mean",
-    "advantage_std": "grpo_advantage_std",
-}
-# Old per-function dict field -> catalogue metric (per reward function).
-FUNCTION_FIELDS: dict[str, str] = {
-    "function_rewards": "grpo_reward_fn_mean",
-    "function_stds": "grpo_reward_fn_std",
-    "contributions": "grpo_reward_fn_contribution_ratio",
-}
+# The old RewardMetrics fields and their catalogue metrics, from the one name table.
+RUN_FIELDS: dict[str, str] = {name: OLD_NAMES[name] for name in METRIC_FIELDS}
 _PERCENT_FIELDS = frozenset({"contributions"})
 
 
@@ -214,7 +196,8 @@ class RewardMetricsTracker:
         means = _stats([m.function_rewards.get(function_name) for m in self._recent])
         stds = _stats([m.function_stds.get(function_name) for m in self._recent])
         contributions = _stats([m.contributions.get(function_name) for m in self._recent])
-        result: dict[str, float | None] = dict(means or {"mean": None, "std": None, "min": None, "max": None, "latest": None})
+        empty: dict[str, float | None] = {"mean": None, "std": None, "min": None, "max": None, "latest": None}
+        result: dict[str, float | None] = dict(means) if means else empty
         result["mean_std"] = None if stds is None else stds["mean"]
         result["mean_contribution"] = None if contributions is None else contributions["mean"]
         return result

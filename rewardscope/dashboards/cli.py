@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     directory = Path(args.out)
     if not directory.is_dir():
-        print(f"rewardscope dashboards: {directory} is not a directory; run from the repository root or pass --out",
+        print(f"rewardscope dashboards: missing: {directory} is not a directory; run from the repository root or pass --out",
               file=sys.stderr)
         return 2
     if args.check:

@@ -39,9 +39,14 @@ def rate(name: str, by: str = "run_id", *extra: str, fn: str = "rate") -> str:
     return f"sum by ({by}) ({fn}({sel(name, *extra)}{RATE}))"
 
 
-def mean_from_histogram(name: str, by: str = "run_id", *extra: str) -> str:
-    """Exact mean of every observation in the rate interval: rate(_sum) / rate(_count)."""
-    return f"{rate(name + '_sum', by, *extra)} / {rate(name + '_count', by, *extra)}"
+def exact_reward_mean(prefix: str, by: str = "run_id", *extra: str) -> str:
+    """Exact mean of every reward in the rate interval, negative rewards included:
+    (rate(positive part) - rate(negative part)) / rate(observations). Each is a counter that only grows;
+    a histogram's _sum would decrease with negative rewards and read as a counter reset."""
+    positive = rate(f"{prefix}_positive_sum_total", by, *extra)
+    negative = rate(f"{prefix}_negative_sum_total", by, *extra)
+    observations = rate(f"{prefix}_value_bucket", by, *extra, 'le="+Inf"')
+    return f"({positive} - {negative}) / {observations}"
 
 
 def or_zero(expr: str, by: str = "run_id") -> str:
@@ -111,7 +116,7 @@ OVERVIEW = Dashboard(
                        description="Mean combined reward of each step, with the batch's smallest and largest reward as a band."),
         )),
         Row("Reward signal quality", (
-            TimeSeries(title="Reward mean over the rate interval", targets=(Target(mean_from_histogram("grpo_reward_value")),),
+            TimeSeries(title="Reward mean over the rate interval", targets=(Target(exact_reward_mean("grpo_reward")),),
                        unit="none", width=8,
                        description="Mean combined reward of every completion recorded in the rate interval, from the "
                                    "histogram's counters: exact whatever the step and scrape timing."),
@@ -158,7 +163,7 @@ REWARD_FUNCTIONS = Dashboard(
                        stack=True, fill=40, **RATIO),
             BarGauge(title="Contribution share now", targets=(per_fn("grpo_reward_fn_contribution_ratio"),), **RATIO),
             TimeSeries(title="Mean reward per function over the rate interval",
-                       targets=(Target(mean_from_histogram("grpo_reward_fn_value", "run_id, reward_fn", FN),
+                       targets=(Target(exact_reward_mean("grpo_reward_fn", "run_id, reward_fn", FN),
                                        "{{run_id}} {{reward_fn}}"),),
                        unit="none",
                        description="Mean of every finite reward of the function in the rate interval, from the histogram's "
@@ -238,6 +243,16 @@ TRAINING = Dashboard(
                        unit="count:tokens/s", description="Tokens processed per second over the rate interval."),
             TimeSeries(title="Completions per second", targets=(Target(rate("grpo_samples_total")),), width=8,
                        unit="count:samples/s", description="Completions recorded per second over the rate interval."),
+        )),
+        Row("Ranks (multi-process runs)", (
+            TimeSeries(title="Work per step by rank", targets=(series("grpo_rank_work_seconds", "{{run_id}} rank {{rank}}"),),
+                       unit="s", legend_calcs=("lastNotNull", "max"),
+                       description="Each rank's own work per step, without waiting for the others: the highest line is the "
+                                   "straggler every rank waits for (alert GRPORankStraggler).",
+                       may_be_empty="exported by rank 0 of a multi-process run only"),
+            TimeSeries(title="Completions by rank", targets=(series("grpo_rank_samples", "{{run_id}} rank {{rank}}"),),
+                       unit="short", description="Completions in each rank's shard of the latest step: unequal shards make stragglers.",
+                       may_be_empty="exported by rank 0 of a multi-process run only"),
         )),
         Row("Monitor", (
             TimeSeries(title="Time spent in record_step", targets=(Target(rate("rewardscope_record_seconds_total")),),

@@ -1,15 +1,19 @@
-"""OpenTelemetry mirror: each step's stored gauges as OTel metrics, pushed over OTLP/HTTP.
+"""OpenTelemetry mirror: the run's gauges and counters as OTel metrics, pushed over OTLP/HTTP.
 
-Every per-step gauge the run store keeps (the catalogue's stored gauges) becomes an
-observable gauge of the same name, with the catalogue's help as description and
-attributes ``run_id`` (plus ``reward_fn`` for per-function metrics). The gauges
-report the latest recorded step only: the sink holds one step's values, whatever
-the run length. A metric absent from the latest step (KL the trainer did not pass,
-SNR with G = 1) reports no point, as on /metrics; eval accuracy, measured on some
-steps only, keeps its last measured value, as on /metrics. ``grpo_steps_total`` counts the
-steps written to this sink and ``grpo_alert_firing{alertname,severity}`` follows the
-alert transitions. Samples and tokens are not mirrored: StepMetrics does not carry
-the batch size unless distributions are kept.
+The sink keeps the same RunState as the Prometheus sink (exporter/state.py) and reports
+it through observable instruments, so both outputs agree by construction:
+
+- every per-step gauge of the catalogue (the run store's columns) as an observable
+  gauge of the same name, for the latest step only; a metric absent from the latest
+  step (KL the trainer did not pass) reports no point, eval accuracy keeps its last
+  measured value, as on /metrics;
+- every counter of the catalogue (steps, samples, tokens, the positive and negative
+  reward sums, non-finite rewards, skipped steps by reason, alerts fired, sink errors)
+  as an observable counter with its cumulative value;
+- ``grpo_alert_firing{alertname,severity}`` from the alert transitions.
+
+Histograms are not mirrored (OTel's explicit-bucket histograms want observations, not
+bucket counts). Attributes are ``run_id``, plus ``reward_fn`` and the counter's own labels.
 
 Units follow UCUM, as OTel asks, and are chosen so that an OTLP to Prometheus
 translation, which appends the unit to the name unless the name already contains
@@ -42,12 +46,15 @@ Needs ``pip install 'rewardscope[otel]'`` and, for the built-in exporter,
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterable, Sequence
+import math
+from typing import Any, Callable, Iterable
 
-from .. import __version__
-from ..alerting.events import AlertEvent, AlertState
-from ..metrics.catalogue import MetricSpec, Scope, metric, stored_metrics
-from ..metrics.layout import StepMetrics
+from .._version import __version__
+from ..metrics.catalogue import CATALOGUE, Kind, MetricSpec, Scope, metric, stored_metrics
+from ..metrics.functions import as_specs
+from .base import Sink
+from .record import StepRecord
+from .state import RunState
 
 EXPORTER_PACKAGE = "opentelemetry-exporter-otlp-proto-http"
 
@@ -80,11 +87,10 @@ def _import_exporter() -> Any:
     return OTLPMetricExporter
 
 
-class OpenTelemetrySink:
-    """Mirrors each step's stored gauges to an OTel MeterProvider; see the module docstring."""
+class OpenTelemetrySink(Sink):
+    """Mirrors the run's gauges and counters to an OTel MeterProvider; see the module docstring."""
 
     name = "otel"
-    loud = False
 
     def __init__(self, run_id: str, *, meter_provider: Any = None, endpoint: str | None = None,
                  export_interval_seconds: float = 10.0) -> None:
@@ -106,59 +112,84 @@ class OpenTelemetrySink:
         # One meter per run: the SDK returns the existing instrument (and drops the new callbacks)
         # when a name is registered twice on one meter, so two runs sharing a provider need two scopes.
         meter = meter_provider.get_meter("rewardscope", __version__, attributes={"run_id": run_id})
-
-        # The latest step's points, replaced whole on each step: the export thread reads
-        # one consistent dict while training writes the next.
-        self._points: dict[str, list[tuple[float, dict[str, str]]]] = {}
-        self._sticky: dict[tuple[str, str | None], float] = {}
-        self._firing: dict[tuple[str, str], int] = {}
+        self.state: RunState | None = None  # made from the first step, which says the run's reward functions
+        self._pending: list[tuple[str, tuple[str, ...]]] = []  # skips and sink errors before the first step
         self._closed = False
-        gauges = stored_metrics(Scope.RUN) + stored_metrics(Scope.FUNCTION)
-        self._sticky_names = frozenset(spec.name for spec in gauges if spec.sticky)
-        for spec in gauges:
-            meter.create_observable_gauge(spec.name, callbacks=[self._callback(spec.name)], unit=otel_unit(spec),
+        for spec in stored_metrics(Scope.RUN) + stored_metrics(Scope.FUNCTION):
+            meter.create_observable_gauge(spec.name, callbacks=[self._gauge_callback(spec)], unit=otel_unit(spec),
                                           description=spec.help)
         alert = metric("grpo_alert_firing")
         meter.create_observable_gauge(alert.name, callbacks=[self._alert_callback], unit=otel_unit(alert),
                                       description=alert.help)
-        steps = metric("grpo_steps_total")
-        self._steps = meter.create_counter(steps.name, unit=otel_unit(steps), description=steps.help)
+        for spec in CATALOGUE:
+            if spec.kind is Kind.COUNTER:
+                meter.create_observable_counter(spec.name, callbacks=[self._counter_callback(spec)], unit=otel_unit(spec),
+                                                description=spec.help)
 
     # ------------------------------------------------------------------ callbacks (export thread)
-    def _callback(self, name: str) -> Callable[[Any], Iterable[Any]]:
-        def observe(options: Any) -> Iterable[Any]:
-            return [self._observation(value, attributes) for value, attributes in self._points.get(name, ())]
+    def _points(self, read: Callable[[RunState], list[tuple[float, dict[str, str]]]], *, cumulative: bool = False) -> list[Any]:
+        state = self.state
+        # A finished run's gauges stop reporting; its counters keep their final values, as counters do.
+        if state is None or (self._closed and not cumulative):
+            return []
+        with state.lock:
+            points = read(state)
+        return [self._observation(value, attributes) for value, attributes in points]
 
-        return observe
+    def _attributes(self, reward_fn: str | None = None, **labels: str) -> dict[str, str]:
+        return {"run_id": self.run_id, **({} if reward_fn is None else {"reward_fn": reward_fn}), **labels}
+
+    def _gauge_callback(self, spec: MetricSpec) -> Callable[[Any], Iterable[Any]]:
+        def read(state: RunState) -> list[tuple[float, dict[str, str]]]:
+            if state.latest is None:
+                return []
+            if spec.scope is Scope.RUN:
+                pairs = [(state.latest[state.layout.index(spec.name)], self._attributes())]
+            else:
+                values = state.latest[state.layout.function_slots[spec.name]].tolist()
+                pairs = [(v, self._attributes(fn)) for fn, v in zip(state.layout.reward_functions, values)]
+            return [(float(v), a) for v, a in pairs if not math.isnan(v)]
+
+        return lambda options: self._points(read)
+
+    def _counter_callback(self, spec: MetricSpec) -> Callable[[Any], Iterable[Any]]:
+        def read(state: RunState) -> list[tuple[float, dict[str, str]]]:
+            if spec.extra_labels:
+                return [(v, self._attributes(**dict(zip(spec.extra_labels, k)))) for k, v in state.labelled_counters[spec.name].items()]
+            if spec.scope is Scope.FUNCTION:
+                values = state.function_counters[spec.name].tolist()
+                return [(v, self._attributes(fn)) for fn, v in zip(state.layout.reward_functions, values)]
+            return [(state.run_counters[spec.name], self._attributes())]
+
+        return lambda options: self._points(read, cumulative=True)
 
     def _alert_callback(self, options: Any) -> Iterable[Any]:
-        return [self._observation(1 if count > 0 else 0, {"run_id": self.run_id, "alertname": alertname, "severity": severity})
-                for (alertname, severity), count in list(self._firing.items())]
+        return self._points(lambda state: [(1 if count > 0 else 0, self._attributes(alertname=name, severity=severity))
+                                           for (name, severity), count in state.alerts_firing.items()])
 
     # ------------------------------------------------------------------ the sink
-    def write_step(self, metrics: StepMetrics) -> None:
+    def write_step(self, record: StepRecord) -> None:
         if self._closed:
             raise RuntimeError("the OpenTelemetry sink is closed")
-        present = {(name, fn): value for name, fn, value in metrics.items()}
-        # Sticky metrics (eval accuracy) keep their last measured value, as /metrics does.
-        for key, value in present.items():
-            if key[0] in self._sticky_names:
-                self._sticky[key] = value
-        points: dict[str, list[tuple[float, dict[str, str]]]] = {}
-        for (name, fn), value in {**self._sticky, **present}.items():
-            attributes = {"run_id": self.run_id} if fn is None else {"run_id": self.run_id, "reward_fn": fn}
-            points.setdefault(name, []).append((value, attributes))
-        self._points = points
-        self._steps.add(1, {"run_id": self.run_id})
+        if self.state is None:
+            if record.bucket_layout is None:
+                raise ValueError("the OpenTelemetry sink needs the StepRecords of a RewardMonitor")
+            self.state = RunState.create(self.run_id, as_specs(record.reward_functions), record.bucket_layout)
+            for name, labels in self._pending:
+                self.state.count(name, labels)
+        self.state.apply(record)
 
-    def write_alerts(self, events: Sequence[AlertEvent]) -> None:
-        # A count per (alertname, severity), like /metrics: one alert may fire for several reward functions.
-        firing = dict(self._firing)
-        for event in events:
-            key = (event.alertname, event.severity)
-            delta = 1 if event.state is AlertState.FIRING else -1
-            firing[key] = max(firing.get(key, 0) + delta, 0)
-        self._firing = firing
+    def write_skip(self, step: Any, reason: str, message: str) -> None:
+        self._count("grpo_skipped_steps_total", (reason,))
+
+    def write_sink_error(self, sink: str) -> None:
+        self._count("rewardscope_sink_errors_total", (sink,))
+
+    def _count(self, name: str, labels: tuple[str, ...]) -> None:
+        if self.state is None:
+            self._pending.append((name, labels))
+        else:
+            self.state.count(name, labels)
 
     def close(self, summary: dict) -> None:
         """Export the last values, then stop reporting; shut down the provider only if the sink built it."""
@@ -172,4 +203,3 @@ class OpenTelemetrySink:
         finally:
             # A provider passed in outlives the run: its gauges must not report a finished run forever.
             self._closed = True
-            self._points, self._firing = {}, {}

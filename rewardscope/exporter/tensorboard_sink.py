@@ -39,6 +39,7 @@ from typing import Any, Sequence
 from ..alerting.events import AlertEvent
 from ..metrics.layout import StepMetrics
 from .wandb_sink import alert_scalars, mirror_key, mirror_scalars, reward_histograms
+from .base import Sink
 
 LAYOUT_TAG = "custom_scalars__config__"
 SUMMARY_TAG = "rewardscope/summary"
@@ -74,7 +75,7 @@ def _import_tensorboard() -> dict[str, Any]:
             "shape": tensor_shape_pb2, "types": types_pb2, "layout": layout_pb2}
 
 
-class TensorBoardSink:
+class TensorBoardSink(Sink):
     """Writes TensorBoard event files under ``log_dir``; see the module docstring."""
 
     name = "tensorboard"
@@ -135,6 +136,9 @@ class TensorBoardSink:
             values += self._histogram_values(metrics)
         self._write(metrics.step, values, metrics.timestamp)
         self._last_step = metrics.step
+        events = getattr(metrics, "events", ())  # a StepRecord carries the step's alert transitions
+        if events:
+            self.write_alerts(events)
 
     def write_distributions(self, metrics: StepMetrics) -> None:
         """Write the step's reward histograms alone (DashboardManager.log_reward_distributions)."""

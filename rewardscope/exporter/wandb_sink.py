@@ -35,6 +35,7 @@ import numpy as np
 from ..alerting.events import AlertEvent, AlertState
 from ..metrics.catalogue import metric
 from ..metrics.layout import StepMetrics
+from .base import Sink
 
 STEP_KEY = "train/step"
 HISTOGRAM_BINS = 20
@@ -94,7 +95,7 @@ SUMMARIES: dict[str, str] = {
 SECTIONS = ("rewards/*", "contributions/*", "training/*", "eval/*", "rewardscope/*")
 
 
-class WandbSink:
+class WandbSink(Sink):
     """Logs every step to a W&B run; see the module docstring.
 
     Pass ``run`` to log into a run you already started (it is left open on close);
@@ -137,6 +138,9 @@ class WandbSink:
         if self.log_distributions:
             row.update(self._histograms(metrics))
         self.run.log(row)
+        events = getattr(metrics, "events", ())  # a StepRecord carries the step's alert transitions
+        if events:
+            self.write_alerts(events)
 
     def write_distributions(self, metrics: StepMetrics) -> None:
         """Log the step's reward histograms alone (DashboardManager.log_reward_distributions)."""

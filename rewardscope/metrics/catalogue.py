@@ -99,11 +99,14 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _gauge("grpo_group_size", "completions", "Completions sampled per prompt (G) in the latest step.", group="liveness"),
     MetricSpec("grpo_run_info", Kind.INFO, "", "Constant 1 with the run's metadata as labels (model, trainer, reward functions, rewardscope version).",
                Scope.EXTRA, ("model", "trainer", "reward_functions", "version"), False, None, "liveness"),
+    _gauge("grpo_run_ended", "bool",
+           "0 while the run records steps, 1 once it ended cleanly (the monitor was closed); a target that disappears without "
+           "reporting 1 died or was killed.", group="liveness", stored=False),
     _counter("grpo_steps_total", "steps", "Steps recorded by this process.", group="liveness"),
     _counter("grpo_samples_total", "samples", "Completions (samples) recorded by this process, finite or not.", group="liveness"),
     _counter("grpo_tokens_total", "tokens", "Tokens processed (prompt plus completion), as reported by the trainer.", group="liveness"),
     _counter("grpo_skipped_steps_total", "steps",
-             "Steps rejected by record_step, by reason (step_not_increasing, empty_batch, length_mismatch, group_size_mismatch, unknown_function, missing_function, not_numeric).",
+             "Steps rejected by record_step, by reason (step_not_increasing, empty_batch, length_mismatch, group_size_mismatch, unknown_function, missing_function, not_numeric, overflow).",
              extra_labels=("reason",), group="liveness"),
     _histogram("grpo_step_duration_seconds", "seconds",
                "Wall time between two consecutive recorded steps of this process.", group="liveness"),
@@ -132,7 +135,14 @@ CATALOGUE: tuple[MetricSpec, ...] = (
            "Completions in the latest step whose combined reward is not finite because at least one function returned NaN or infinity.",
            group="reward"),
     _histogram("grpo_reward_value", "reward",
-               "Distribution of the combined reward per completion; buckets span the declared combined range."),
+               "Distribution of the combined reward per completion; buckets span the declared combined range. "
+               "_sum and _count are exposed only when the combined reward cannot be negative (a counter must never decrease); "
+               "use grpo_reward_positive_sum_total and grpo_reward_negative_sum_total for exact means."),
+    _counter("grpo_reward_positive_sum_total", "reward",
+             "Running sum of the positive parts of the finite combined rewards. Exact mean over a window: "
+             "(rate(grpo_reward_positive_sum_total) - rate(grpo_reward_negative_sum_total)) / rate(grpo_reward_value_bucket{le=\"+Inf\"})."),
+    _counter("grpo_reward_negative_sum_total", "reward",
+             "Running sum of the absolute values of the negative finite combined rewards (monotone, unlike a histogram _sum)."),
     # --- per reward function ------------------------------------------------------------
     _gauge("grpo_reward_fn_mean", "reward", "Mean of the function's finite rewards in the batch (unweighted).", scope=F,
            legacy="rewards/functions/{fn}"),
@@ -149,8 +159,17 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     _gauge("grpo_reward_fn_nonfinite_samples", "samples", "Non-finite (NaN or infinite) rewards the function returned in the latest step.", scope=F),
     _counter("grpo_reward_fn_nonfinite_total", "samples", "Non-finite rewards the function returned, excluded from every statistic.", scope=F),
     _histogram("grpo_reward_fn_value", "reward",
-               "Distribution of the function's finite rewards; buckets span the function's declared range. _sum is the running sum of its rewards.",
+               "Distribution of the function's finite rewards; buckets span the function's declared range. "
+               "_sum and _count are exposed only for functions whose declared minimum is 0 or more (a counter must never decrease); "
+               "use grpo_reward_fn_positive_sum_total and grpo_reward_fn_negative_sum_total for exact means.",
                scope=F),
+    _counter("grpo_reward_fn_positive_sum_total", "reward",
+             "Running sum of the positive parts of the function's finite rewards. Exact mean over a window: "
+             "(rate(grpo_reward_fn_positive_sum_total) - rate(grpo_reward_fn_negative_sum_total)) / rate(grpo_reward_fn_value_bucket{le=\"+Inf\"}).",
+             scope=F),
+    _counter("grpo_reward_fn_negative_sum_total", "reward",
+             "Running sum of the absolute values of the function's negative finite rewards (monotone, unlike a histogram _sum).",
+             scope=F),
     # --- GRPO group signals ---------------------------------------------------------------
     _gauge("grpo_group_zero_std_ratio", "ratio",
            "Share of prompt groups whose G combined rewards are all equal: such groups get zero advantage and give no learning signal.",
@@ -225,8 +244,18 @@ CATALOGUE: tuple[MetricSpec, ...] = (
     # --- the exporter's own health ---------------------------------------------------------------
     _counter("rewardscope_sink_errors_total", "errors", "Errors raised by a sink (wandb, tensorboard, jsonl, ...); the run goes on.",
              extra_labels=("sink",), group="exporter"),
-    _counter("rewardscope_record_seconds_total", "seconds", "Time spent inside record_step (computation and every sink).", group="exporter"),
+    _counter("rewardscope_record_seconds_total", "seconds", "Time spent inside record_step computing each step (validation, statistics, detectors, trends, alerts); the sinks' own time is not included.", group="exporter"),
     _counter("rewardscope_scrapes_total", "scrapes", "Times the Prometheus collector was collected.", group="exporter"),
+    # --- several processes (torch.distributed): one series per rank, exported by rank 0 -------------
+    _gauge("grpo_rank_work_seconds", "seconds",
+           "Time the rank spent between leaving the monitor's gather of the previous step and entering this one: its own work on "
+           "the step (generation, scoring, optimiser step), without the wait for the other ranks. The slowest rank sets the pace.",
+           scope=Scope.EXTRA, extra_labels=("rank",), stored=False, group="liveness"),
+    _gauge("grpo_rank_samples", "samples", "Completions in the rank's shard of the latest step.",
+           scope=Scope.EXTRA, extra_labels=("rank",), stored=False, group="liveness"),
+    _gauge("grpo_rank_last_step_timestamp_seconds", "seconds",
+           "Unix time at which the rank handed its shard of the latest step to the monitor's gather.",
+           scope=Scope.EXTRA, extra_labels=("rank",), stored=False, group="liveness"),
 )
 
 _BY_NAME = {spec.name: spec for spec in CATALOGUE}

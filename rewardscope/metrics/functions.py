@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass
 from typing import Iterable, Sequence
 
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]*$")
+_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class RewardFunctionSpec:
     max_value: float | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.name, str) or not _NAME.match(self.name):
+        if not isinstance(self.name, str) or not _NAME.fullmatch(self.name):
             raise ValueError(f"reward function name {self.name!r} must match {_NAME.pattern}")
         if not math.isfinite(float(self.weight)):
             raise ValueError(f"reward function {self.name!r}: weight must be finite, got {self.weight!r}")

@@ -23,6 +23,7 @@ Usage::
 
 from __future__ import annotations
 
+import bisect
 from typing import Sequence
 
 import numpy as np
@@ -108,6 +109,7 @@ class HistogramBank:
         self.counts = np.zeros(self.layout.size, dtype=np.int64)
         self.sums = np.zeros(self.layout.rows)
         self.totals = np.zeros(self.layout.rows, dtype=np.int64)
+        self._edge_lists = [e.tolist() for e in self.layout.edges]
 
     @property
     def edges(self) -> list[np.ndarray]:
@@ -130,6 +132,13 @@ class HistogramBank:
             self.counts += self.layout.row_counts(row, values)
             self.sums[row] += values.sum()
             self.totals[row] += values.size
+
+    def observe_value(self, row: int, value: float) -> None:
+        """Add one finite value to one row (a step's duration): a bisection, no array work."""
+        start = self.layout.slices[row].start
+        self.counts[start + bisect.bisect_left(self._edge_lists[row], value)] += 1
+        self.sums[row] += value
+        self.totals[row] += 1
 
     def cumulative_counts(self) -> list[np.ndarray]:
         """Per row: cumulative counts for each upper bound, then +Inf."""

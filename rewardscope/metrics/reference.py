@@ -62,11 +62,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     path = Path(args.readme)
+    if not path.is_file():
+        print(f"missing: {path} (run from the repository root or pass --readme)", file=sys.stderr)
+        return 1 if args.check else 2
     current = path.read_text(encoding="utf-8")
-    wanted = splice(current)
+    try:
+        wanted = splice(current)
+    except ValueError as error:
+        print(f"{path}: {error}", file=sys.stderr)
+        return 1 if args.check else 2
     if args.check:
         if current != wanted:
-            print(f"{path}: the metric reference is stale; run `rewardscope reference`", file=sys.stderr)
+            print(f"stale: {path}: the metric reference differs from the catalogue; run `rewardscope reference`", file=sys.stderr)
             return 1
         print(f"{path}: metric reference up to date")
         return 0

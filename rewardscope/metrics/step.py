@@ -46,15 +46,23 @@ class RewardStatistics:
     where a value is undefined). ``combined`` is each completion's combined
     reward (NaN where excluded). ``bucket_counts``, ``bucket_sums`` and
     ``bucket_totals`` are this step's histogram increments for the rows of
-    ``FunctionTable.buckets`` (one per function, then the combined reward).
+    ``FunctionTable.buckets`` (one per function, then the combined reward);
+    ``positive_sums`` and ``negative_sums`` split each row's sum of finite values into
+    its positive part and the magnitude of its negative part, so counters built on them
+    only grow (``bucket_sums`` = positive - negative).
     """
 
     run: dict[str, float]
     per_function: dict[str, np.ndarray]
     combined: np.ndarray
     bucket_counts: np.ndarray
-    bucket_sums: np.ndarray
+    positive_sums: np.ndarray
+    negative_sums: np.ndarray
     bucket_totals: np.ndarray
+
+    @property
+    def bucket_sums(self) -> np.ndarray:
+        return self.positive_sums - self.negative_sums
 
 
 class StepInputError(ValueError):
@@ -75,6 +83,7 @@ class FunctionTable:
     high: np.ndarray  # (F,) declared maximum, NaN when undeclared
     combined_range: tuple[float, float] | None
     buckets: BucketLayout  # rows: each function, then the combined reward
+    never_negative: np.ndarray  # (F+1,) bool: a declared minimum >= 0, per function then for the combined reward
 
     @classmethod
     def build(cls, specs: Sequence[RewardFunctionSpec]) -> "FunctionTable":
@@ -84,9 +93,11 @@ class FunctionTable:
         low = np.array([nan if s.min_value is None else s.min_value for s in specs], dtype=np.float64)
         high = np.array([nan if s.max_value is None else s.max_value for s in specs], dtype=np.float64)
         declared = combined_range(specs)
-        edges = [linear_edges(s.min_value, s.max_value) if s.has_range else DEFAULT_REWARD_EDGES for s in specs]
+        edges = [linear_edges(s.min_value, s.max_value) if s.min_value is not None and s.max_value is not None
+                 else DEFAULT_REWARD_EDGES for s in specs]
         edges.append(linear_edges(*declared) if declared else DEFAULT_REWARD_EDGES)
-        return cls(specs, weights, low, high, declared, BucketLayout(edges))
+        never_negative = np.append(low >= 0, declared is not None and declared[0] >= 0)
+        return cls(specs, weights, low, high, declared, BucketLayout(edges), never_negative)
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -97,7 +108,7 @@ def compute_reward_statistics(rewards: np.ndarray, specs: Sequence[RewardFunctio
                               group_size: int) -> RewardStatistics:
     """Every reward statistic of one step from the (F, N) reward array.
 
-    Raises StepInputError for an empty batch or N not divisible by group_size.
+    Raises StepInputError for an empty batch, N not divisible by group_size, or rewards whose sum overflows.
     """
     table = specs if isinstance(specs, FunctionTable) else FunctionTable.build(specs)
     rewards = np.asarray(rewards, dtype=np.float64)
@@ -113,8 +124,12 @@ def compute_reward_statistics(rewards: np.ndarray, specs: Sequence[RewardFunctio
     np.dot(table.weights, rewards, out=stacked[n_functions])
     sums = stacked.sum(axis=1)
     if np.isfinite(sums).all():
-        return _statistics_all_finite(stacked, sums, table, group_size)
-    return _statistics_with_nonfinite(rewards, table, group_size)
+        stats = _statistics_all_finite(stacked, sums, table, group_size)
+    else:
+        stats = _statistics_with_nonfinite(rewards, table, group_size)
+    if not (np.isfinite(stats.positive_sums).all() and np.isfinite(stats.negative_sums).all()):
+        raise StepInputError("overflow", "rewards so large that their sum overflows float64; the step cannot be used")
+    return stats
 
 
 def _statistics_all_finite(stacked: np.ndarray, sums: np.ndarray, table: FunctionTable, group_size: int) -> RewardStatistics:
@@ -158,7 +173,9 @@ def _statistics_all_finite(stacked: np.ndarray, sums: np.ndarray, table: Functio
         "grpo_reward_fn_group_all_max_ratio": _saturation(g_min[:f] >= table.high[:, None], table.high),
         "grpo_reward_fn_group_all_min_ratio": _saturation(g_max[:f] <= table.low[:, None], table.low),
     }
-    return RewardStatistics(run, per_function, stacked[f], counts, sums, np.full(rows, n))
+    # Not skipped for rows declared non-negative: a function may break its declaration, a counter must not decrease.
+    positive = np.add.reduce(np.maximum(stacked, 0.0), axis=1)
+    return RewardStatistics(run, per_function, stacked[f], counts, positive, positive - sums, np.full(rows, n))
 
 
 def _guarded_variance(mean_square: np.ndarray, mean: np.ndarray, constant: np.ndarray, two_pass) -> np.ndarray:
@@ -202,7 +219,7 @@ def _contributions(weights: np.ndarray, sums: np.ndarray) -> np.ndarray:
     return mass / total if total > 0 else np.zeros_like(mass)
 
 
-def _saturation(hit: np.ndarray, bound: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
+def _saturation(hit: np.ndarray, bound: np.ndarray, valid: np.ndarray | np.bool_ | None = None) -> np.ndarray:
     if valid is None:
         ratio = np.count_nonzero(hit, axis=1) / hit.shape[1]
     else:
@@ -253,8 +270,10 @@ def _statistics_with_nonfinite(rewards: np.ndarray, table: FunctionTable, group_
         means, stds = np.nanmean(clean, axis=1), np.nanstd(clean, axis=1)
         mins, maxs = np.nanmin(clean, axis=1), np.nanmax(clean, axis=1)
 
+    combined[~np.isfinite(combined)] = np.nan  # finite rewards whose weighted sum overflows
     counts = np.zeros(table.buckets.size, dtype=np.int64)
-    bucket_sums = np.zeros(n_functions + 1)
+    positive_sums = np.zeros(n_functions + 1)
+    negative_sums = np.zeros(n_functions + 1)
     bucket_totals = np.zeros(n_functions + 1, dtype=np.int64)
     rows = list(rewards) + [combined]
     masks = list(finite) + [~np.isnan(combined)]
@@ -262,7 +281,8 @@ def _statistics_with_nonfinite(rewards: np.ndarray, table: FunctionTable, group_
         kept = values[mask]
         if kept.size:
             counts += table.buckets.row_counts(r, kept)
-            bucket_sums[r] = kept.sum()
+            positive_sums[r] = kept[kept > 0].sum()
+            negative_sums[r] = -kept[kept < 0].sum()
             bucket_totals[r] = kept.size
 
     valid = combined[~np.isnan(combined)]
@@ -299,4 +319,4 @@ def _statistics_with_nonfinite(rewards: np.ndarray, table: FunctionTable, group_
         "grpo_reward_fn_group_all_max_ratio": _saturation(g_min >= table.high[:, None], table.high, fn_valid),
         "grpo_reward_fn_group_all_min_ratio": _saturation(g_max <= table.low[:, None], table.low, fn_valid),
     }
-    return RewardStatistics(run, per_function, combined, counts, bucket_sums, bucket_totals)
+    return RewardStatistics(run, per_function, combined, counts, positive_sums, negative_sums, bucket_totals)

@@ -10,7 +10,7 @@ Usage::
 
     rewardscope simulate --list
     rewardscope simulate --scenario reward_hacking --steps 300 --rate 5
-    rewardscope simulate --scenario kl_blowup --steps 200 --rate 0 --port 0 --run-dir /tmp/runs --alerts --print-alerts
+    rewardscope simulate --scenario kl_blowup --steps 200 --rate 0 --port 0 --run-dir /tmp/runs --alerts
 """
 
 from __future__ import annotations
@@ -23,8 +23,16 @@ import time
 from pathlib import Path
 
 from ..exporter.prometheus import DEFAULT_HOST, DEFAULT_PORT
-from .scenarios import (DEFAULT_GROUP_SIZE, DEFAULT_MAX_COMPLETION_LENGTH, DEFAULT_PROMPTS, SCENARIOS, SHAPES, Scenario,
-                        iter_plan, plan_run)
+from .scenarios import (
+    DEFAULT_GROUP_SIZE,
+    DEFAULT_MAX_COMPLETION_LENGTH,
+    DEFAULT_PROMPTS,
+    SCENARIOS,
+    SHAPES,
+    Scenario,
+    iter_plan,
+    plan_run,
+)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +59,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default=DEFAULT_HOST, help=f"/metrics address (default {DEFAULT_HOST})")
     parser.add_argument("--no-serve", action="store_true", help="do not serve /metrics")
     parser.add_argument("--alerts", action=argparse.BooleanOptionalAction, default=False,
-                        help="evaluate the alert rules in-process (default off)")
-    parser.add_argument("--print-alerts", action="store_true", help="print alert transitions as they happen (with --alerts)")
+                        help="evaluate the alert rules in-process and print their transitions (default off)")
+    parser.add_argument("--print-alerts", action=argparse.BooleanOptionalAction, default=None,
+                        help="print alert transitions as they happen (default: on with --alerts; --no-print-alerts "
+                             "evaluates them silently)")
     parser.add_argument("--log-distributions", action="store_true", help="store every reward value (rewards.f16z)")
     parser.add_argument("--linger", type=float, default=None,
                         help="keep serving /metrics this many seconds after the last step (a stalled run lingers until "
@@ -117,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
         return _error(f"{steps_file.parent} already holds a recorded run; pass another --run-id or --run-dir")
 
     progress = Progress(plan.last_step)
-    printer = AlertPrinter(progress, args.print_alerts)
+    printer = AlertPrinter(progress, args.alerts if args.print_alerts is None else args.print_alerts)
     config = {"simulation": {"scenario": plan.scenario.value, "steps": plan.steps, "seed": plan.seed, "prompts": plan.prompts,
                              "group_size": plan.group_size, "onset": plan.onset, "ramp": plan.ramp, "rate": args.rate,
                              "max_completion_length": plan.max_completion_length, "eval_every": plan.eval_every,
@@ -125,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         monitor = RewardMonitor(run_id, plan.reward_functions, group_size=plan.group_size, run_dir=args.run_dir,
                                 prometheus_port=None if args.no_serve else args.port, prometheus_host=args.host,
-                                alerts=True if args.alerts else False, log_distributions=args.log_distributions,
+                                alerts=bool(args.alerts), log_distributions=args.log_distributions,
                                 run_info={"model": "simulated", "trainer": "rewardscope-simulate"}, config=config,
                                 max_completion_length=plan.max_completion_length, extra_sinks=[printer])
     except ImportError as error:

@@ -106,9 +106,7 @@ class AlertPrinter:
         self._firing: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
 
     def write_step(self, metrics: StepMetrics) -> None:
-        pass
-
-    def write_alerts(self, events: Sequence[AlertEvent]) -> None:
+        events: Sequence[AlertEvent] = getattr(metrics, "events", ())  # a StepRecord carries the step's alert transitions
         for event in events:
             key = (event.alertname, tuple(sorted(event.labels.items())))
             if event.state is AlertState.FIRING:
@@ -120,7 +118,7 @@ class AlertPrinter:
                     self.progress.interject(format_alert(event), self.stream)
                 else:
                     print(format_alert(event), file=self.stream, flush=True)
-        if self.progress is not None:
+        if events and self.progress is not None:
             self.progress.alerts_firing = len(self._firing)
 
     def close(self, summary: dict) -> None:

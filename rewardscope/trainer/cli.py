@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import math
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -103,7 +104,8 @@ def run(args: argparse.Namespace) -> int:
     except (TrainerError, RunStoreError) as exc:
         print(f"rewardscope train: error: {exc}", file=sys.stderr)
         return 2
-    print(format_summary(result))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary
+        print(format_summary(result))
     return 130 if result.interrupted else 0
 
 
@@ -127,11 +129,27 @@ def format_summary(result: Any) -> str:
     for key in ("grpo_kl", "grpo_policy_entropy", "grpo_completion_truncated_ratio"):
         if key in final:
             lines.append(f"  {key}: {final[key]:.4g}")
+    lines += _alert_lines(result)
     if result.run_directory is not None:
         lines.append(f"  run store: {result.run_directory}")
     if result.last_checkpoint is not None:
         lines.append(f"  last checkpoint: {result.last_checkpoint}")
     return "\n".join(lines)
+
+
+def _alert_lines(result: Any) -> list[str]:
+    """What the in-process alerts said: how often each fired, and which still fire."""
+    if result.alerts_fired is None:
+        return ["  alerts: not evaluated (--no-enable-alerts)"]
+    fired = sorted(result.alerts_fired.items())
+    total = int(sum(count for _, count in fired))
+    shown = ", ".join(f"{name.replace('/', ' ')} x{int(count)}" for name, count in fired)
+    lines = [f"  alerts fired: {total} ({shown})" if total else "  alerts fired: none"]
+    if result.alerts_firing:
+        lines.append(f"  alerts still firing: {', '.join(result.alerts_firing)}")
+    elif total:
+        lines.append("  alerts still firing: none")
+    return lines
 
 
 # The names the trainer brief uses; the main CLI calls add_arguments / run.
@@ -143,7 +161,9 @@ def main(argv: list[str] | None = None) -> int:
     """Standalone entry point: ``python -m rewardscope.trainer.cli``."""
     import logging
 
-    parser = argparse.ArgumentParser(prog="rewardscope train", description="Run a monitored GRPO fine-tuning run.")
+    from rewardscope.cli import CommandParser
+
+    parser = CommandParser(prog="rewardscope train", description="Run a monitored GRPO fine-tuning run.")
     add_arguments(parser)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")

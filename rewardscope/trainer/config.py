@@ -16,9 +16,10 @@ import dataclasses
 import difflib
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from rewardscope.trainer.errors import ConfigError
 from rewardscope.trainer.rewards import DEFAULT_REWARD_FNS
@@ -82,6 +83,8 @@ class TrainConfig:
     # Evaluation
     eval_every: int = _opt(10, "evaluate greedy accuracy on the eval split every N steps (0 = never)", int)
     eval_samples: int = _opt(64, "eval problems per evaluation", int)
+    probe_every: int = _opt(0, "every N steps store greedy answers to the probe prompts for `rewardscope report` (0 = never)", int)
+    probe_count: int = _opt(4, "probe prompts, the first eval problems", int)
     # Checkpoints
     checkpoint_dir: str | None = _opt(None, "checkpoint directory (default: checkpoints/<run name>)", str)
     save_interval: int = _opt(25, "save a checkpoint every N steps (0 = only when interrupted)", int)
@@ -215,6 +218,7 @@ def validate_config(config: TrainConfig) -> None:
         (config.max_grad_norm >= 0, "max-grad-norm must be >= 0"),
         (0.0 < config.train_fraction <= 1.0, "train-fraction must be in (0, 1]"),
         (config.eval_every >= 0 and config.eval_samples >= 1, "eval-every must be >= 0 and eval-samples >= 1"),
+        (config.probe_every >= 0 and config.probe_count >= 1, "probe-every must be >= 0 and probe-count >= 1"),
         (config.save_interval >= 0 and config.max_checkpoints >= 1, "save-interval must be >= 0 and max-checkpoints >= 1"),
         (config.lora_rank >= 1, "lora-rank must be >= 1"),
         (0 <= config.prometheus_port <= 65535, "prometheus-port must be in 0..65535"),

@@ -29,6 +29,8 @@ import errno
 import logging
 import math
 import random
+import shutil
+import socket
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -38,7 +40,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 import torch
 
-from rewardscope.trainer import checkpoints
+from rewardscope.trainer import checkpoints, ddp
 from rewardscope.trainer.config import ConfigError, TrainConfig, resolve_config
 from rewardscope.trainer.data import Problem, PromptSampler, chat_messages, load_problems, split_problems
 from rewardscope.trainer.generation import (
@@ -50,6 +52,7 @@ from rewardscope.trainer.generation import (
 )
 from rewardscope.trainer.models import apply_lora, eos_token_ids, load_model_and_tokenizer
 from rewardscope.trainer.objective import group_advantages, grpo_token_loss, loss_weights
+from rewardscope.trainer.probes import trainer_probes
 from rewardscope.trainer.rewards import RewardFunction, is_correct, resolve_reward_functions
 from rewardscope.trainer.stopping import CriticalStop
 
@@ -67,7 +70,7 @@ class StepEvent:
 
     step: int
     num_steps: int
-    metrics: Any  # rewardscope.StepMetrics
+    metrics: Any  # rewardscope.StepMetrics (None on ranks other than 0 of a multi-process run)
     monitor: Any  # rewardscope.RewardMonitor
     step_seconds: float
     monitor_seconds: float
@@ -93,6 +96,9 @@ class TrainResult:
     monitor_seconds: list[float] = field(default_factory=list)
     eval_accuracy: dict[int, float] = field(default_factory=dict)
     final_metrics: dict[str, float] = field(default_factory=dict)
+    # None when alerts were not evaluated (--no-enable-alerts); "alertname/severity" -> times fired.
+    alerts_fired: dict[str, float] | None = None
+    alerts_firing: list[str] = field(default_factory=list)  # alerts still firing at the end, one line each
 
     @property
     def steps_completed(self) -> int:
@@ -155,12 +161,16 @@ def _mirror_sinks(config: TrainConfig) -> list[Any]:
     return sinks
 
 
-def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resume_after_step: int | None) -> Any:
-    from rewardscope import RewardFunctionSpec, RewardMonitor
+def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resume_after_step: int | None,
+                  is_main: bool = True) -> Any:
+    from ..metrics.functions import RewardFunctionSpec
+    from ..monitor import RewardMonitor
+    from ..provenance import collect_provenance
 
     specs = [RewardFunctionSpec(f.name, f.weight, f.min_value, f.max_value) for f in functions]
     kwargs = dict(
-        extra_sinks=_mirror_sinks(config),
+        # Only rank 0 writes: the other ranks' monitors keep no sinks, so they open no W&B run either.
+        extra_sinks=_mirror_sinks(config) if is_main else [],
         group_size=config.num_generations,
         run_dir=config.monitoring_dir,
         prometheus_port=config.prometheus_port if config.prometheus else None,
@@ -173,15 +183,53 @@ def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resu
         max_completion_length=config.max_generation_steps,
         on_bad_input="raise",
         resume_after_step=resume_after_step,
+        provenance=collect_provenance({k: v for k, v in config.to_dict().items() if k != "resume"}),
     )
+    run_directory = Path(config.monitoring_dir) / config.run_name
+    existed = run_directory.exists()
     try:
         return RewardMonitor(config.run_name, specs, alerts=config.enable_alerts, **kwargs)
-    except OSError as exc:
+    except BaseException as exc:
+        if not existed:  # a run that never started leaves no directory behind for `summary` to misread
+            shutil.rmtree(run_directory, ignore_errors=True)
         # The /metrics server could not bind (the monitor says so in its message); a
         # settings problem for the user, not a crash.
-        if config.prometheus and (exc.errno in (None, errno.EADDRINUSE, errno.EACCES)) and "/metrics" in str(exc):
-            raise ConfigError(f"{exc} (--prometheus-port 0 picks a free port; --no-prometheus turns it off)") from exc
+        if isinstance(exc, OSError) and config.prometheus and exc.errno in (None, errno.EADDRINUSE, errno.EACCES) \
+                and "/metrics" in str(exc):
+            raise ConfigError(f"{exc} {_PORT_HINT}") from exc
         raise
+
+
+_PORT_HINT = "(--prometheus-port 0 picks a free port; --no-prometheus turns it off)"
+
+
+def check_metrics_port(config: TrainConfig) -> None:
+    """Fail fast, before the model loads, when /metrics cannot bind its port.
+
+    Binds and closes a socket as the /metrics server will (SO_REUSEADDR); port 0 always
+    binds. The server binds again later, so a port taken in between still fails there.
+    """
+    if not config.prometheus or not config.prometheus_port:
+        return
+    host, port = config.prometheus_host, config.prometheus_port
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+        with socket.socket(family, kind) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror (an unknown host) included
+        raise ConfigError(f"cannot serve /metrics on {host}:{port}: {exc.strerror or exc} {_PORT_HINT}") from None
+
+
+def alerts_still_firing(monitor: Any) -> list[str]:
+    """One line per in-process alert instance firing now, e.g. ``GRPOKLTooHigh (warning)``."""
+    firing = getattr(monitor.alert_engine, "firing", None)
+    if firing is None:
+        return []
+    lines = []
+    for rule, reward_fn in firing():
+        lines.append(f"{rule.alert} ({rule.severity}" + (f", reward_fn={reward_fn})" if reward_fn else ")"))
+    return sorted(lines)
 
 
 def enable_checkpointing(model: Any) -> None:
@@ -196,15 +244,17 @@ def enable_checkpointing(model: Any) -> None:
 class GRPOTrainer:
     """Holds the model, optimiser, data and monitor of one run; ``train`` drives it."""
 
-    def __init__(self, config: TrainConfig):
+    def __init__(self, config: TrainConfig, context: ddp.DistributedContext | None = None):
         self.config = config
+        self.context = context or ddp.DistributedContext()
         self.device = torch.device(config.device)
         self.functions = resolve_reward_functions(config.reward_fn)
         problems = load_problems(config.dataset, config.num_problems, config.seed, config.max_operand or 9)
         self.train_problems, self.eval_problems = split_problems(problems, config.train_fraction, config.seed)
         self.eval_problems = self.eval_problems[: config.eval_samples]
         self.sampler = PromptSampler(len(self.train_problems), config.seed)
-        self.sampling_generator = torch.Generator(device=self.device).manual_seed(config.seed)
+        # Each rank samples its own completions; rank 0's stream is the single-process one.
+        self.sampling_generator = torch.Generator(device=self.device).manual_seed(config.seed + self.context.rank)
 
         dtype = torch.bfloat16 if config.bf16 else torch.float32
         model, self.tokenizer = load_model_and_tokenizer(config.model_id, self.device, dtype, config.cache_dir)
@@ -220,6 +270,9 @@ class GRPOTrainer:
             self.reference = copy.deepcopy(model).eval()
             self.reference.requires_grad_(False)
         self.model = model
+        # The training forward goes through DDP on several ranks (gradients averaged); sampling,
+        # reference scoring and checkpoints use the bare model.
+        self.train_model = self.context.wrap(model)
         self.eos_ids = eos_token_ids(model, self.tokenizer)
         self.params = [p for p in model.parameters() if p.requires_grad]
         self.optimizer = torch.optim.AdamW(
@@ -325,12 +378,17 @@ class GRPOTrainer:
             loss_total = clipped_tokens = 0.0
             for index, part in enumerate(parts):
                 batch = rollout.select(part)
-                logps, entropy = completion_logprobs(self.model, batch, config.temperature, with_entropy=iteration == 0)
-                old_logps = old[index] if old[index] is not None else logps.detach()
-                per_token, clipped, kl = grpo_token_loss(logps, old_logps, ref[index], advantages[part], config.epsilon, config.beta)
-                weights = loss_weights(batch.completion_mask, config.loss_type, config.max_generation_steps, total_rows, total_tokens)
-                loss = (per_token * weights).sum()
-                loss.backward()
+                # Under DDP the gradients are averaged over ranks once, at the last micro-batch.
+                sync = ExitStack()
+                if self.train_model is not self.model and index < len(parts) - 1:
+                    sync.enter_context(self.train_model.no_sync())
+                with sync:
+                    logps, entropy = completion_logprobs(self.train_model, batch, config.temperature, with_entropy=iteration == 0)
+                    old_logps = old[index] if old[index] is not None else logps.detach()
+                    per_token, clipped, kl = grpo_token_loss(logps, old_logps, ref[index], advantages[part], config.epsilon, config.beta)
+                    weights = loss_weights(batch.completion_mask, config.loss_type, config.max_generation_steps, total_rows, total_tokens)
+                    loss = (per_token * weights).sum()
+                    loss.backward()
                 loss_total += float(loss.detach())
                 m = batch.completion_mask.to(per_token.dtype)
                 clipped_tokens += float((clipped.to(m.dtype) * m).sum())
@@ -365,7 +423,10 @@ class GRPOTrainer:
             "rng": rng,
         }
 
-    def save(self, step: int, sampler_state: dict[str, Any], rng: dict[str, Any]) -> Path:
+    def save(self, step: int, sampler_state: dict[str, Any], rng: dict[str, Any]) -> Path | None:
+        """Write a checkpoint (rank 0 only: the weights are the same on every rank after DDP's all-reduce)."""
+        if not self.context.is_main:
+            return None
         return checkpoints.save_checkpoint(
             self.config.checkpoint_dir,
             step,
@@ -379,10 +440,7 @@ class GRPOTrainer:
 
     def restore(self, path: Path, state: dict[str, Any]) -> None:
         checkpoints.load_trainable_weights(path, self.model)
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scheduler.load_state_dict(state["scheduler"])
-        self.sampler.load_state_dict(state["sampler"])
-        checkpoints.restore_rng_state(state["rng"], self.sampling_generator)
+        checkpoints.restore_training_state(path, state, self.optimizer, self.scheduler, self.sampler, self.sampling_generator)
 
 
 # Settings a resumed run must share with the checkpoint: they shape the model, the data
@@ -428,6 +486,21 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
     """
     config, resume_path, resume_state = _resume_config(config)
     config = resolve_config(config, torch.cuda.is_available())
+    context = ddp.start(config.device)
+    try:
+        return _train(config, context, resume_path, resume_state, callbacks)
+    finally:
+        context.stop()
+
+
+def _train(config: TrainConfig, context: ddp.DistributedContext, resume_path: Path | None, resume_state: dict[str, Any] | None,
+           callbacks: Sequence[Callable[[StepEvent], None]]) -> TrainResult:
+    if config.batch_size < context.world_size:
+        raise ConfigError(f"--batch-size {config.batch_size} gives some of the {context.world_size} ranks no prompt; "
+                          "use at least one prompt per rank")
+    if config.on_critical == "stop" and context.world_size > 1:
+        # Only rank 0 evaluates alerts; every rank would have to stop at the same step.
+        raise ConfigError("--on-critical stop runs on one process for now; use --on-critical alert with several ranks")
     _set_threads(config.threads)
     _seed_everything(config.seed)
     start_step = int(resume_state["step"]) if resume_state else 0
@@ -436,10 +509,14 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
     store = Path(config.monitoring_dir) / config.run_name / "steps.jsonl"
     if resume_state is None and store.is_file() and store.stat().st_size > 0:
         raise ConfigError(f"run {config.run_name!r} already has steps in {store.parent}; use --resume or another --run-name")
+    if context.is_main:  # only rank 0 serves /metrics
+        check_metrics_port(config)
 
-    trainer = GRPOTrainer(config)
+    trainer = GRPOTrainer(config, context)
     if resume_path is not None:
         trainer.restore(resume_path, resume_state)
+        if context.rank:  # the checkpoint holds rank 0's sampling stream; the others continue from a fresh seed
+            trainer.sampling_generator.manual_seed(config.seed + context.rank + 7919 * start_step)
 
     result = TrainResult(
         run_id=config.run_name,
@@ -455,10 +532,12 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
     )
     if config.on_critical == "stop":  # --on-critical stop: a critical alert ends the run (rewardscope.trainer.stopping)
         callbacks = [*callbacks, CriticalStop(config.checkpoint_dir)]
-    monitor = _make_monitor(config, trainer.functions, resume_after_step=start_step if resume_state else None)
+    monitor = _make_monitor(config, trainer.functions, resume_after_step=start_step if resume_state else None,
+                            is_main=context.is_main)
     result.run_directory = monitor.run_directory
     result.prometheus_port = monitor.prometheus_port
-    progress = _progress_bar(config, start_step)
+    probes = trainer_probes(trainer, monitor.run_directory, start_step if resume_state else None)
+    progress = _progress_bar(config, start_step, enabled=context.is_main)
     # The state at the start of the next step: what a checkpoint of the last completed
     # step must hold, even when an interrupt lands in the middle of a step.
     boundary = (trainer.sampler.state_dict(), checkpoints.rng_state(trainer.sampling_generator))
@@ -471,7 +550,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
             for step in range(start_step + 1, config.num_steps + 1):
                 updating = False
                 started = time.perf_counter()
-                problems = [trainer.train_problems[i] for i in trainer.sampler.next_indices(config.batch_size)]
+                # Every rank draws the same global batch and keeps its share: whole groups, in rank order.
+                problems = context.local_prompts([trainer.train_problems[i] for i in trainer.sampler.next_indices(config.batch_size)])
                 rollout, texts, prompts = trainer.rollout(problems, config.num_generations)
                 rewards = trainer.score(problems, prompts, texts)
                 total = trainer.total_reward(rewards)
@@ -481,7 +561,7 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
                 updating = True
                 figures = trainer.optimise(rollout, advantages)
                 eval_accuracy = None
-                if config.eval_every and (step % config.eval_every == 0 or step == config.num_steps):
+                if config.eval_every and (step % config.eval_every == 0 or step == config.num_steps) and context.is_main:
                     eval_accuracy = trainer.evaluate()
                 lengths = rollout.completion_lengths.cpu().numpy()
                 tokens = int(rollout.prompt_mask.sum() + rollout.completion_mask.sum())
@@ -500,6 +580,8 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
                     learning_rate=figures["learning_rate"],
                     eval_accuracy=eval_accuracy,
                     tokens=tokens,
+                    prompts=prompts,
+                    completions=texts,
                 )
                 finished = time.perf_counter()
                 monitor_seconds = finished - monitor_started
@@ -507,10 +589,13 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
                 updating = False
                 result.last_step = step
                 boundary = (trainer.sampler.state_dict(), checkpoints.rng_state(trainer.sampling_generator))
-                reward_mean = metrics.value("grpo_reward_mean")
+                reward_mean = None if metrics is None else metrics.value("grpo_reward_mean")  # None on ranks != 0
                 result.reward_mean.append(float("nan") if reward_mean is None else reward_mean)
                 result.step_seconds.append(step_seconds)
                 result.monitor_seconds.append(monitor_seconds)
+                if probes is not None:  # greedy: leaves the sampling state (boundary) as it is
+                    probes.record_if_due(step, lambda _: trainer.rollout(trainer.eval_problems[: config.probe_count], 1,
+                                                                         greedy=True)[1])
                 if eval_accuracy is not None:
                     result.eval_accuracy[step] = eval_accuracy
                 if config.save_interval and (step % config.save_interval == 0 or step == config.num_steps):
@@ -530,6 +615,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
         latest = monitor.latest
         if latest is not None:
             result.final_metrics = latest.as_dict()
+        if monitor.alert_engine is not None:
+            result.alerts_fired = dict(monitor.summary()["alerts_fired"])
+            result.alerts_firing = alerts_still_firing(monitor)
     return result
 
 
@@ -547,7 +635,7 @@ def _write_above_progress_bar(line: str) -> None:
     tqdm.write(line)
 
 
-def _progress_bar(config: TrainConfig, start_step: int) -> Any:
+def _progress_bar(config: TrainConfig, start_step: int, enabled: bool = True) -> Any:
     from tqdm.auto import tqdm
 
     return tqdm(
@@ -555,6 +643,6 @@ def _progress_bar(config: TrainConfig, start_step: int) -> Any:
         initial=start_step,
         desc=f"GRPO {config.run_name}",
         unit="step",
-        disable=not config.progress,
+        disable=not (config.progress and enabled),
         dynamic_ncols=True,
     )

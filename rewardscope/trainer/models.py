@@ -27,8 +27,8 @@ from typing import Any
 import torch
 
 from rewardscope.trainer.config import TINY_MODEL_ID
-from rewardscope.trainer.errors import ModelLoadError
 from rewardscope.trainer.data import SYSTEM_PROMPT, chat_messages, corpus_texts, generate_problems
+from rewardscope.trainer.errors import ModelLoadError
 from rewardscope.trainer.rewards import FORMAT_TAGS
 
 # Bump when the build code changes in a way the settings below do not capture.
@@ -230,6 +230,30 @@ def resolve_model_path(model_id: str, cache_dir: str | Path | None = None) -> st
     return model_id
 
 
+def check_model_id(model_id: str) -> str:
+    """``"local"`` or ``"hub"``: where ``model_id`` would load from. Raises ``ModelLoadError``
+    in plain words for a local path that does not exist or holds no model, and for an id
+    that is neither a directory nor a well-formed hub id (``name`` or ``namespace/name``)."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    path = Path(model_id).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelLoadError(f"--model-id {model_id}: the directory holds no model (no config.json; "
+                                 "write one with save_pretrained)")
+        return "local"
+    if path.exists():
+        raise ModelLoadError(f"--model-id {model_id}: a file, not a model directory")
+    try:
+        validate_repo_id(model_id)
+    except HFValidationError:
+        if "/" in model_id or model_id.startswith((".", "~")):
+            raise ModelLoadError(f"--model-id {model_id}: no such directory") from None
+        raise ModelLoadError(f"--model-id {model_id!r} is neither a local directory nor a Hugging Face hub id "
+                             "(name or namespace/name)") from None
+    return "hub"
+
+
 def load_model_and_tokenizer(
     model_id: str,
     device: torch.device | str = "cpu",
@@ -244,12 +268,19 @@ def load_model_and_tokenizer(
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve_model_path(model_id, cache_dir)
+    where = check_model_id(source)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype)
     except (OSError, ValueError) as exc:
-        hint = "" if Path(source).exists() else " (not a local directory; hub ids need network access and, for gated models, a login)"
-        raise ModelLoadError(f"cannot load model {model_id!r}{hint}: {exc}") from exc
+        if where == "hub" and isinstance(exc, OSError):
+            # The hub library's message talks about offline mode and repo id forms; say what happened.
+            raise ModelLoadError(
+                f"--model-id {model_id}: not a local directory, and it could not be downloaded from the Hugging Face hub "
+                "(no network, no such model, or a gated model that needs `huggingface-cli login`); "
+                "pass a directory written by save_pretrained"
+            ) from exc
+        raise ModelLoadError(f"--model-id {model_id}: cannot load the model: {exc}") from exc
     tokenizer.padding_side = "left"
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -33,9 +33,13 @@ from __future__ import annotations
 
 import importlib
 import math
+import os
 import re
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Sequence
+from types import ModuleType
+from typing import Any
 
 from rewardscope.trainer.errors import RewardSpecError
 
@@ -243,6 +247,24 @@ class RewardFunction:
         return values
 
 
+def import_from_working_directory(module_name: str) -> ModuleType:
+    """Import ``module_name`` with the working directory first on the path, as ``python -m``
+    would: the ``rewardscope`` console script does not put it there. The path is restored
+    afterwards, so later imports are not shadowed by files that happen to be in the directory.
+
+    This runs the module's code with the trainer's rights (see docs/security.md).
+    """
+    cwd = os.getcwd()
+    if cwd in sys.path or "" in sys.path:
+        return importlib.import_module(module_name)
+    sys.path.insert(0, cwd)
+    try:
+        return importlib.import_module(module_name)
+    finally:
+        if cwd in sys.path:
+            sys.path.remove(cwd)
+
+
 def parse_reward_spec(spec: str) -> RewardFunction:
     """Resolve ``name[=weight]`` (a built-in) or ``module:function[=weight]`` (an import)."""
     target, weight = spec, 1.0
@@ -258,7 +280,7 @@ def parse_reward_spec(spec: str) -> RewardFunction:
     if ":" in target:
         module_name, _, attr = target.partition(":")
         try:
-            module = importlib.import_module(module_name)
+            module = import_from_working_directory(module_name)
         except ImportError as exc:
             raise RewardSpecError(f"reward function {spec!r}: cannot import module {module_name!r}: {exc}") from exc
         fn = getattr(module, attr, None)

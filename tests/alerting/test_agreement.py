@@ -29,6 +29,8 @@ from rewardscope.alerting.pack import load_overrides, load_pack
 from rewardscope.simulation.scenarios import SCENARIOS as SCENARIO_TABLE
 from rewardscope.simulation.scenarios import Scenario, plan_run, simulate_steps
 
+pytestmark = pytest.mark.slow  # real servers or training runs
+
 STEPS = 60  # onset at step 24, full strength 18 steps later
 EVALUATION_MS = 500
 # Every failure the engine can see (not `stalled`), and one healthy run (the healthy paces add nothing here).

@@ -51,6 +51,8 @@ def test_default_pack_compiles_to_these_expressions():
         ("GRPOLengthExploitation", "warning"): "grpo_length_exploitation_suspected > 0.5",
         ("GRPOKLAccelerating", "warning"): "grpo_kl_acceleration_suspected > 0.5",
         ("GRPOZeroSpreadTakeover", "warning"): "grpo_zero_spread_takeover_suspected > 0.5",
+        ("GRPORankStraggler", "warning"): "grpo_rank_work_seconds > on(run_id) group_left() (1.5 * avg by (run_id) (grpo_rank_work_seconds))"
+                                          " and grpo_rank_work_seconds > 1",
     }
 
 

@@ -25,7 +25,7 @@ def test_promtool_checks_the_config_and_the_rules(promtool, tmp_path):
     local = tmp_path / "prometheus.yml"
     local.write_text(prometheus_config(["127.0.0.1:19464"], ROOT / "prometheus" / "rules", "127.0.0.1:9093", interval="5s"))
     result = run([promtool, "check", "config", str(local)])
-    assert result.returncode == 0 and "SUCCESS: 18 rules found" in result.stdout, result.stdout + result.stderr
+    assert result.returncode == 0 and "SUCCESS: 19 rules found" in result.stdout, result.stdout + result.stderr
     result = run([promtool, "check", "rules", *map(str, sorted((ROOT / "prometheus" / "rules").glob("*.yml")))])
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -131,12 +131,14 @@ def test_slack_template_names_run_function_value_threshold_and_links(amtool, tmp
         "• Value: 3  • Threshold: 0  • Severity: error\n"
         "<http://localhost:3000/d/rewardscope-overview?var-run_id=run-7|Dashboard>  "
         "• <https://runbooks.example/docs/runbooks.md#grpononfiniterewards|Runbook>\n"
+        "• Charts and the completions behind it: `rewardscope report monitoring_data/run-7 -o report.html`\n"
         "*check_numbers returns non-finite rewards*\n"
         "About run-7.\n"
         "• Run: `run-7`  • Reward function: `check_numbers`\n"
         "• Value: 1  • Threshold: 0  • Severity: error\n"
         "<http://localhost:3000/d/rewardscope-overview?var-run_id=run-7|Dashboard>  "
         "• <https://runbooks.example/docs/runbooks.md#grpononfiniterewards|Runbook>\n"
+        "• Charts and the completions behind it: `rewardscope report monitoring_data/run-7 -o report.html`\n"
         "Resolved: GRPONonFiniteRewards (format_exact)")
 
 

@@ -21,6 +21,8 @@ from rewardscope.alerting.pack import load_overrides, load_pack
 from rewardscope.exporter.runstore import read_steps
 from rewardscope.simulation.scenarios import plan_run
 
+pytestmark = pytest.mark.slow  # real servers or training runs
+
 TIMEOUT = 60.0  # generous: the measured latency is a few seconds
 
 
@@ -99,7 +101,8 @@ def kl_message_pattern(run_id, threshold, severity):
         rf"• Run: `{run_id}`\n"
         rf"• Value: [0-9.]+  • Threshold: {re.escape(threshold)}  • Severity: {severity}\n"
         rf"<http://localhost:3000/d/rewardscope-overview\?var-run_id={run_id}\|Dashboard>  "
-        r"• <https://github.com/rewardscope/rewardscope/blob/main/docs/runbooks.md#grpokltoohigh\|Runbook>\n")
+        r"• <https://github.com/rewardscope/rewardscope/blob/main/docs/runbooks.md#grpokltoohigh\|Runbook>\n"
+        rf"• Charts and the completions behind it: `rewardscope report monitoring_data/{run_id} -o report.html`\n")
 
 
 def test_kl_blowup_reaches_slack_with_the_run_and_the_alert(tmp_path, stack_factory, simulate, capsys):

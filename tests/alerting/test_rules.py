@@ -55,6 +55,7 @@ def test_default_pack_covers_the_grpo_failures():
         ("GRPOLengthExploitation", "warning"): ("threshold", "grpo_length_exploitation_suspected"),
         ("GRPOKLAccelerating", "warning"): ("threshold", "grpo_kl_acceleration_suspected"),
         ("GRPOZeroSpreadTakeover", "warning"): ("threshold", "grpo_zero_spread_takeover_suspected"),
+        ("GRPORankStraggler", "warning"): ("promql", None),
     }
     assert metric("grpo_reward_hacking_suspected").kind is Kind.GAUGE
 

@@ -6,7 +6,7 @@ from prometheus_client import CollectorRegistry
 from scipy import stats
 
 from rewardscope import RewardFunctionSpec, RewardMonitor
-from rewardscope.analysis import RewardAnalyzer, RewardHackingDetector
+from rewardscope import RewardAnalyzer, RewardHackingDetector
 from rewardscope.analysis.hacking import detect_reward_hacking
 from rewardscope.analysis.history import load_history
 

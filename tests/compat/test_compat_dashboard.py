@@ -4,6 +4,8 @@ import json
 
 import numpy as np
 import pytest
+
+pytest.importorskip("tensorboard", reason="the TensorBoard mirror is optional (rewardscope[tensorboard])")
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2
 
@@ -25,7 +27,7 @@ def test_json_export_is_one_run_directory_not_a_file_per_step(tmp_path):
         dashboard.log_summary(tracker, 3)
     run_dir = tmp_path / "run-1"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run-1"]
-    assert sorted(p.name for p in run_dir.iterdir()) == ["alerts.jsonl", "manifest.json", "steps.jsonl", "summary.json"]
+    assert sorted(p.name for p in run_dir.iterdir()) == [".lock", "alerts.jsonl", "manifest.json", "steps.jsonl", "summary.json"]
     assert len((run_dir / "steps.jsonl").read_text().splitlines()) == 3
     stored = list(read_steps(run_dir))
     assert [s["grpo_reward_mean"] for s in stored] == [1.25, 2.0, 2.75]  # .75 * step + .5

@@ -75,3 +75,35 @@ def test_vectorised_slopes_match_a_least_squares_fit_per_column():
         y = window.column(column, 25)
         present = ~np.isnan(y)
         assert slope == pytest.approx(np.polyfit(steps[present], y[present], 1)[0], rel=1e-9)
+
+
+def test_trend_set_slopes_equal_the_general_least_squares_slopes():
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from rewardscope.metrics.window import RollingWindow, TrendSet
+
+    keys = [("m", "", 5), ("m2", "", 5), ("m", "", 3), ("m3", "f", 8)]
+    columns = [0, 1, 0, 2]
+
+    @settings(max_examples=50, deadline=None)
+    @given(gaps=st.lists(st.sampled_from([1, 1, 1, 1, 2, 7]), min_size=1, max_size=40),
+           holes=st.sets(st.integers(0, 39), max_size=4), seed=st.integers(0, 1000))
+    def check(gaps, holes, seed):
+        rng = np.random.default_rng(seed)
+        trends, reference = TrendSet(4, keys, columns, 4), RollingWindow(4, 8)
+        step = 0
+        for i, gap in enumerate(gaps):
+            step += gap
+            row = rng.normal(size=4) * 1e3 + step
+            if i in holes:
+                row[1] = np.nan
+            got = trends.append(step, row)
+            reference.append(step, row)
+            for key, column in zip(keys, columns):
+                want = reference.slopes(np.array([column]), key[2])[0]
+                assert (want is None) == (key not in got)
+                if want is not None:
+                    assert got[key] == pytest.approx(want, rel=1e-9, abs=1e-9)
+
+    check()

@@ -97,7 +97,7 @@ def test_alerts_are_appended_as_json(tmp_path):
     from rewardscope.alerting.events import AlertEvent, AlertState
 
     with RewardMonitor("run", SPECS, group_size=4, run_dir=tmp_path) as m:
-        m.fanout.write_alerts([AlertEvent("X", AlertState.FIRING, "warning", 3, 1.0, {"run_id": "run"}, float("nan"))])
+        m.store.write_alerts([AlertEvent("X", AlertState.FIRING, "warning", 3, 1.0, {"run_id": "run"}, float("nan"))])
     (event,) = read_alerts(tmp_path / "run")
     assert event["alertname"] == "X" and event["state"] == "firing" and event["value"] is None
 

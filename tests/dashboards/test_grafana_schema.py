@@ -157,5 +157,7 @@ def test_panels_allowed_to_be_empty_are_few_and_say_why():
         ("rewardscope-overview", "Alerts firing in Prometheus"),
         ("rewardscope-overview", "In-process alert states"),
         ("rewardscope-overview", "Reward hacking suspected"),
+        ("rewardscope-training", "Completions by rank"),
+        ("rewardscope-training", "Work per step by rank"),
     ]
     assert all(len(reason) > 30 for reason in allowed.values())

@@ -32,6 +32,8 @@ from rewardscope.simulation.scenarios import plan_run, simulate_steps
 
 from support import free_port, require_binary, stop_process
 
+pytestmark = pytest.mark.slow  # real servers or training runs
+
 REPO = Path(__file__).resolve().parents[2]
 PROMETHEUS_YML = REPO / "prometheus" / "prometheus.yml"
 RUN_ID = "dashboards_healthy"

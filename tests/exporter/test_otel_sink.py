@@ -4,16 +4,37 @@ import sys
 
 import numpy as np
 import pytest
+
+pytest.importorskip("opentelemetry.sdk", reason="the OpenTelemetry mirror is optional (rewardscope[otel])")
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExporter, MetricExportResult
 
 from rewardscope import RewardFunctionSpec, RewardMonitor
 from rewardscope.alerting.events import AlertEvent, AlertState
-from rewardscope.metrics.catalogue import Scope, metric, stored_metrics
+from rewardscope.metrics.catalogue import CATALOGUE, Kind, Scope, metric, stored_metrics
 from rewardscope.exporter.otel_sink import OpenTelemetrySink
 
 SPECS = [RewardFunctionSpec("format", 1.0, 0.0, 3.0), RewardFunctionSpec("answer", 1.0, -1.0, 3.0)]
 EXPORTER_MODULE = "opentelemetry.exporter.otlp.proto.http.metric_exporter"
+
+
+FIRING = AlertEvent("RewardCollapse", AlertState.FIRING, "critical", 1, 0.0, {"run_id": "run"})
+
+
+class Scripted:
+    """An alert evaluator that emits the given events at the given steps."""
+
+    def __init__(self, script):
+        self.script = script
+
+    def bind(self, run_id, reward_functions):
+        pass
+
+    def trend_requirements(self):
+        return []
+
+    def evaluate(self, metrics, slopes):
+        return self.script.get(metrics.step, [])
 
 
 def provider():
@@ -74,26 +95,30 @@ def test_gauges_report_the_latest_step_with_exact_values():
     assert second["grpo_reward_fn_min"] == {fn("format"): 0.0, fn("answer"): -1.0}
     assert second["grpo_kl"] == {RUN: 0.25}
     assert second["grpo_advantage_std"] == {RUN: pytest.approx(np.sqrt(0.625))}
-    # every point is exactly the latest StepMetrics value: nothing of step 1 is left
+    # every gauge point is exactly the latest step's value: nothing of step 1 is left
     latest = m.latest
     for name, series in second.items():
-        if name == "grpo_steps_total":
+        if metric(name).kind is Kind.COUNTER:
             continue
         for attributes, value in series.items():
             assert value == latest.value(name, dict(attributes).get("reward_fn"))
+    # the counters are the same RunState as /metrics: cumulative, samples and reward parts included
     assert second["grpo_steps_total"] == {RUN: 2}
+    assert second["grpo_samples_total"] == {RUN: 8}
+    assert second["grpo_reward_fn_negative_sum_total"] == {fn("format"): 0.0, fn("answer"): 2.0}
+    assert second["grpo_reward_fn_positive_sum_total"][fn("format")] == 13.5
 
 
 def test_every_stored_gauge_is_declared_with_the_catalogue_help_and_a_round_tripping_unit():
     meter_provider, reader = provider()
     sink = OpenTelemetrySink("run", meter_provider=meter_provider)
-    sink.write_alerts([AlertEvent("RewardCollapse", AlertState.FIRING, "critical", 1, 0.0)])
-    with monitor("run", sink) as m:
+    with RewardMonitor("run", SPECS, group_size=2, run_dir=None, extra_sinks=[sink], alerts=Scripted({1: [FIRING]})) as m:
         record(m, 1, policy_entropy=1.5, eval_accuracy=0.5, clip_ratio=0.1, grad_norm=1.0, loss=0.2, learning_rate=1e-6,
                completion_lengths=[10, 20, 30, 40], max_completion_length=40)
         values, meta = collect(reader.get_metrics_data())
     stored = {s.name for scope in (Scope.RUN, Scope.FUNCTION) for s in stored_metrics(scope)}
-    assert set(meta) == stored | {"grpo_alert_firing", "grpo_steps_total"}
+    counters = {s.name for s in CATALOGUE if s.kind is Kind.COUNTER} - {"grpo_skipped_steps_total", "rewardscope_sink_errors_total"}
+    assert set(meta) == stored | counters | {"grpo_alert_firing", "grpo_alerts_fired_total"}  # nothing skipped, no sink failed
     for name, (unit, description) in meta.items():
         assert description == metric(name).help
     assert meta["grpo_reward_mean"][0] == "{reward}"
@@ -124,14 +149,19 @@ def test_alert_transitions():
     meter_provider, reader = provider()
     sink = OpenTelemetrySink("run", meter_provider=meter_provider)
     labels = {"run_id": "run"}
-    sink.write_alerts([AlertEvent("RewardCollapse", AlertState.FIRING, "critical", 3, 0.0, labels),
-                       AlertEvent("FunctionSaturated", AlertState.FIRING, "warning", 3, 0.0, {**labels, "reward_fn": "format"}),
-                       AlertEvent("FunctionSaturated", AlertState.FIRING, "warning", 3, 0.0, {**labels, "reward_fn": "answer"})])
-    sink.write_alerts([AlertEvent("RewardCollapse", AlertState.RESOLVED, "critical", 5, 0.0, labels),
-                       AlertEvent("FunctionSaturated", AlertState.RESOLVED, "warning", 5, 0.0, {**labels, "reward_fn": "format"})])
-    firing = read(reader)["grpo_alert_firing"]
-    assert firing == {(("alertname", "RewardCollapse"), ("run_id", "run"), ("severity", "critical")): 0,
-                      (("alertname", "FunctionSaturated"), ("run_id", "run"), ("severity", "warning")): 1}
+    script = {1: [AlertEvent("RewardCollapse", AlertState.FIRING, "critical", 1, 0.0, labels),
+                  AlertEvent("FunctionSaturated", AlertState.FIRING, "warning", 1, 0.0, {**labels, "reward_fn": "format"}),
+                  AlertEvent("FunctionSaturated", AlertState.FIRING, "warning", 1, 0.0, {**labels, "reward_fn": "answer"})],
+              2: [AlertEvent("RewardCollapse", AlertState.RESOLVED, "critical", 2, 0.0, labels),
+                  AlertEvent("FunctionSaturated", AlertState.RESOLVED, "warning", 2, 0.0, {**labels, "reward_fn": "format"})]}
+    with RewardMonitor("run", SPECS, group_size=2, run_dir=None, extra_sinks=[sink], alerts=Scripted(script)) as m:
+        record(m, 1)
+        record(m, 2)
+        values = read(reader)
+    assert values["grpo_alert_firing"] == {(("alertname", "RewardCollapse"), ("run_id", "run"), ("severity", "critical")): 0,
+                                           (("alertname", "FunctionSaturated"), ("run_id", "run"), ("severity", "warning")): 1}
+    assert values["grpo_alerts_fired_total"] == {(("alertname", "RewardCollapse"), ("run_id", "run"), ("severity", "critical")): 1,
+                                                 (("alertname", "FunctionSaturated"), ("run_id", "run"), ("severity", "warning")): 2}
 
 
 def test_two_runs_share_one_provider():

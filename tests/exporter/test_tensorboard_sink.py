@@ -4,6 +4,8 @@ import sys
 
 import numpy as np
 import pytest
+
+pytest.importorskip("tensorboard", reason="the TensorBoard mirror is optional (rewardscope[tensorboard])")
 from prometheus_client import CollectorRegistry
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.custom_scalar import layout_pb2

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+pytest.importorskip("wandb", reason="the W&B mirror is optional (rewardscope[wandb])")
 from prometheus_client import CollectorRegistry
 
 from rewardscope import RewardFunctionSpec, RewardMonitor

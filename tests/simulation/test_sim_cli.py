@@ -48,7 +48,7 @@ def test_simulate_rejects_bad_arguments_and_a_used_run_id(tmp_path, capsys):
     assert main(["simulate", "--steps", "5", "--print-alerts", "--no-serve", "--run-dir", str(tmp_path)]) == 2
     assert "--print-alerts prints the in-process alerts: add --alerts" in capsys.readouterr().err
     assert main(["simulate", "--steps", "5", "--no-serve", "--run-dir", str(tmp_path), "--run-id", "a/b"]) == 2
-    assert "run_id must be a non-empty name without '/'" in capsys.readouterr().err
+    assert "run_id must be a non-empty printable name without '/'" in capsys.readouterr().err
     assert main(["simulate", "--steps", "3", "--rate", "0", "--no-serve", "--run-dir", str(tmp_path), "--run-id", "x"]) == 0
     capsys.readouterr()
     assert main(["simulate", "--steps", "3", "--rate", "0", "--no-serve", "--run-dir", str(tmp_path), "--run-id", "x"]) == 2

@@ -10,6 +10,8 @@ import sys
 
 import pytest
 
+pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train])")
+
 from rewardscope.trainer.cli import add_arguments, add_train_arguments, config_from_args, run, run_train
 from rewardscope.trainer.config import (
     DEFAULT_GPU_MODEL_ID,

@@ -6,6 +6,8 @@ import json
 
 import pytest
 
+pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train])")
+
 from rewardscope.trainer.data import (
     PromptSampler,
     generate_problems,

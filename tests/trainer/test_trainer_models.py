@@ -6,6 +6,8 @@ import json
 import shutil
 
 import pytest
+
+pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train])")
 import torch
 
 from rewardscope.trainer.data import chat_messages, generate_problems
@@ -114,7 +116,7 @@ def test_load_by_local_path_through_from_pretrained(tiny, tiny_path, tmp_path):
 def test_unloadable_model_id_is_a_clear_error(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()
-    with pytest.raises(ModelLoadError, match="cannot load model"):
+    with pytest.raises(ModelLoadError, match=f"--model-id {empty}: the directory holds no model"):
         load_model_and_tokenizer(str(empty))
 
 

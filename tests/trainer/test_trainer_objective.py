@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 
 import pytest
+
+pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train])")
 import torch
 
 from rewardscope.trainer.grpo import warmup_cosine

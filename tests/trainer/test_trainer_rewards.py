@@ -6,6 +6,8 @@ import sys
 
 import pytest
 
+pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train])")
+
 from rewardscope.trainer.errors import RewardSpecError
 from rewardscope.trainer.rewards import (
     BUILTIN_REWARDS,

@@ -10,10 +10,14 @@ import sys
 import numpy as np
 import pytest
 
+pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train])")
+
 from rewardscope.exporter.runstore import read_manifest, read_steps
 from rewardscope.trainer import ConfigError, StopTraining, train
 from rewardscope.trainer.checkpoints import list_checkpoints
 from rewardscope.trainer.cli import add_arguments, run
+
+pytestmark = pytest.mark.slow  # real servers or training runs
 
 FUNCTIONS = ("format_exact", "format_approx", "check_answer", "check_numbers")
 EVERY_STEP = (

@@ -5,7 +5,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from rewardscope import LEGACY_REWARD_FUNCTIONS, RewardMonitor
-from rewardscope.analysis import RewardAnalyzer
+from rewardscope import RewardAnalyzer
 from rewardscope.exporter.runstore import read_steps
 
 

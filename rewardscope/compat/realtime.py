@@ -2,7 +2,7 @@
 
 Code written for the system we replace keeps running unchanged::
 
-    from rewardscope.alerting import RealtimeMonitor, AlertLevel
+    from rewardscope import RealtimeMonitor, AlertLevel
 
     monitor = RealtimeMonitor(print_alerts=False)
     monitor.add_threshold_alert("signal_to_noise", threshold=0.5, condition="less", level=AlertLevel.WARNING)
@@ -23,7 +23,7 @@ What changed, and why:
 - A rule on a per-function key (``rewards/functions/<fn>``) watches that function.
 - Recent alerts live in a bounded deque (``max_recent`` events).
 
-Metric names: the old short names map to catalogue names (table ``ALIASES`` below);
+Metric names: the old short names map to catalogue names (table ``OLD_NAMES`` below);
 the W&B/TensorBoard keys of the old system (``rewards/mean``, ``training/kl_divergence``,
 ``rewards/functions/<fn>`` ...) and catalogue names (``grpo_kl``) work too.
 
@@ -63,34 +63,19 @@ import numpy as np
 
 from ..metrics.catalogue import CATALOGUE, metric
 from ..metrics.window import RollingWindow
-from .engine import AlertEngine
-from .events import AlertEvent, AlertState
-from .pack import AlertPack, load_pack
-from .rules import Rule, format_number
-
-ALIASES: dict[str, str] = {
-    "mean_reward": "grpo_reward_mean", "reward_mean": "grpo_reward_mean",
-    "std_reward": "grpo_reward_std", "reward_std": "grpo_reward_std",
-    "min_reward": "grpo_reward_min", "max_reward": "grpo_reward_max",
-    "total_reward": "grpo_reward_sum_of_batch",
-    "reward_variance": "grpo_reward_variance", "variance": "grpo_reward_variance",
-    "signal_to_noise": "grpo_reward_signal_to_noise", "snr": "grpo_reward_signal_to_noise",
-    "entropy": "grpo_reward_entropy_ratio", "reward_entropy": "grpo_reward_entropy_ratio",
-    "kl_divergence": "grpo_kl", "kl": "grpo_kl",
-    "policy_entropy": "grpo_policy_entropy",
-    "advantage_mean": "grpo_advantage_mean", "advantage_std": "grpo_advantage_std",
-    "clip_ratio": "grpo_clip_ratio", "grad_norm": "grpo_grad_norm", "loss": "grpo_loss",
-    "learning_rate": "grpo_learning_rate",
-    "completion_length": "grpo_completion_length_mean_tokens",
-    "truncated_ratio": "grpo_completion_truncated_ratio",
-    "zero_std_ratio": "grpo_group_zero_std_ratio",
-    "eval_accuracy": "grpo_eval_accuracy_ratio",
-}
+from ..alerting.engine import AlertEngine
+from ..alerting.events import AlertEvent, AlertState, format_alert
+from ..alerting.pack import AlertPack, load_pack
+from ..alerting.rules import Rule, format_number
+from .names import OLD_NAMES
 
 _LEGACY_RUN_KEYS = {s.legacy_key: s.name for s in CATALOGUE if s.legacy_key and "{fn}" not in s.legacy_key}
 # Most specific pattern first: "rewards/functions/f_std" is the std of f, not the mean of "f_std".
 _LEGACY_FN_KEYS = sorted(((s.legacy_key.split("{fn}"), s.name) for s in CATALOGUE if s.legacy_key and "{fn}" in s.legacy_key),
                          key=lambda item: -len("".join(item[0])))
+
+
+RECENT_IN_SUMMARY = 10
 
 
 class AlertLevel(str, Enum):
@@ -107,8 +92,8 @@ def resolve_metric(name: str) -> tuple[str, str | None]:
 
     KeyError names the unknown metric.
     """
-    if name in ALIASES:
-        return ALIASES[name], None
+    if name in OLD_NAMES:
+        return OLD_NAMES[name], None
     if name in _LEGACY_RUN_KEYS:
         return _LEGACY_RUN_KEYS[name], None
     for (prefix, suffix), catalogue_name in _LEGACY_FN_KEYS:
@@ -120,7 +105,7 @@ def resolve_metric(name: str) -> tuple[str, str | None]:
         spec = metric(name)
     except KeyError:
         raise KeyError(f"unknown metric {name!r}: use a catalogue name (grpo_...), a legacy key, "
-                       f"or one of {', '.join(sorted(ALIASES))}") from None
+                       f"or one of {', '.join(sorted(OLD_NAMES))}") from None
     return spec.name, None
 
 
@@ -150,8 +135,8 @@ class RealtimeMonitor:
     # ------------------------------------------------------------------ adding rules
     def _add(self, rule: Rule) -> Rule:
         self.engine.add_rule(rule)
-        if rule.kind == "trend":
-            self._capacity[rule.metric] = max(self._capacity.get(rule.metric, 0), rule.window_steps)  # type: ignore[index]
+        if rule.kind == "trend" and rule.metric is not None and rule.window_steps is not None:
+            self._capacity[rule.metric] = max(self._capacity.get(rule.metric, 0), rule.window_steps)
             for (name, fn), window in list(self._windows.items()):
                 if name == rule.metric and window.capacity < rule.window_steps:
                     del self._windows[(name, fn)]  # rebuilt larger on the next step; its trend restarts
@@ -230,8 +215,6 @@ class RealtimeMonitor:
             if event.state is AlertState.FIRING:
                 self._fired[(event.alertname, event.severity)] += 1
             if self.print_alerts:
-                from ..monitor import format_alert  # the monitor's one-line format, imported late (it imports us)
-
                 print(format_alert(event), flush=True)
             if self.alert_callback is not None:
                 self.alert_callback(event)
@@ -243,9 +226,10 @@ class RealtimeMonitor:
         return list(self.recent)[-n:] if n > 0 else []
 
     def get_alert_summary(self) -> dict[str, Any]:
-        """Counts of alerts fired (total, by level, by alert) and the alerts firing now."""
-        by_level = Counter()
-        by_alert = Counter()
+        """Counts of alerts fired (total, by level, by alert), the alerts firing now and the latest transitions
+        (``recent_alerts``, as the old summary had: the last 10, oldest first)."""
+        by_level: Counter[str] = Counter()
+        by_alert: Counter[str] = Counter()
         for (alertname, severity), count in self._fired.items():
             by_level[severity] += count
             by_alert[alertname] += count
@@ -253,6 +237,7 @@ class RealtimeMonitor:
                 "by_level": {level.value: by_level.get(level.value, 0) for level in AlertLevel},
                 "by_alert": dict(by_alert),
                 "firing": sorted({rule.alert for rule, _ in self.engine.firing()}),
+                "recent_alerts": [event.to_json() for event in list(self.recent)[-RECENT_IN_SUMMARY:]],
                 "last_step": self._last_step}
 
 

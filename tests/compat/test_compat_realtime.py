@@ -2,9 +2,9 @@
 
 import pytest
 
-from rewardscope.alerting import AlertLevel, RealtimeMonitor
+from rewardscope import AlertLevel, RealtimeMonitor
 from rewardscope.alerting.events import AlertState
-from rewardscope.alerting.realtime import resolve_metric
+from rewardscope.compat.realtime import resolve_metric
 
 
 def test_the_seed_readme_example_runs(capsys):
@@ -14,6 +14,9 @@ def test_the_seed_readme_example_runs(capsys):
     for step in range(1, 13):
         monitor.check_metrics(step, {"signal_to_noise": 0.4 if step == 3 else 0.8, "mean_reward": 1.0 - 0.05 * step})
     summary = monitor.get_alert_summary()
+    recent = summary.pop("recent_alerts")
+    assert [(a["alertname"], a["state"], a["step"]) for a in recent] == [
+        ("signal_to_noise_less_0_5", "firing", 3), ("signal_to_noise_less_0_5", "resolved", 4), ("mean_reward_trend_10", "firing", 10)]
     assert summary == {"total_alerts": 2, "by_level": {"info": 0, "warning": 2, "error": 0, "critical": 0},
                        "by_alert": {"signal_to_noise_less_0_5": 1, "mean_reward_trend_10": 1},
                        "firing": ["mean_reward_trend_10"], "last_step": 12}
@@ -108,3 +111,12 @@ def test_unknown_metric_and_non_gauges_are_clear_errors():
         monitor.add_threshold_alert("grpo_steps_total", 5)
     with pytest.raises(ValueError, match="condition must be one of"):
         monitor.add_threshold_alert("kl", 5, condition="above")
+
+
+def test_the_summary_keeps_the_old_recent_alerts_key():
+    monitor = RealtimeMonitor()
+    monitor.add_threshold_alert("kl_divergence", threshold=0.5, condition="greater", level=AlertLevel.WARNING)
+    for step, kl in enumerate([0.1, 0.9, 0.1, 0.9], 1):
+        monitor.check_metrics(step, {"kl_divergence": kl})
+    recent = monitor.get_alert_summary()["recent_alerts"]
+    assert [(a["step"], a["state"]) for a in recent] == [(2, "firing"), (3, "resolved")]  # then the cooldown holds it

@@ -9,7 +9,7 @@ alone get weight 1 and no range).
 Usage::
 
     import numpy as np
-    from rewardscope.analysis import RewardAnalyzer
+    from rewardscope import RewardAnalyzer
     analyzer = RewardAnalyzer(group_size=2)
     history = [{"format": np.array([0.0, 1.0, 1.0, 1.0]), "answer": np.array([1.0, 1.0, 0.0, 1.0])}] * 20
     report = analyzer.analyze_quality(history, list(range(20)))
@@ -24,11 +24,11 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping, Sequence
 
+from ..analysis.hacking import HackingReport, detect_reward_hacking
+from ..analysis.history import StepHistory, load_history, load_run
+from ..analysis.importance import function_importance
+from ..analysis.quality import QualityReport, assess_quality
 from ..metrics.functions import RewardFunctionSpec
-from .hacking import HackingReport, detect_reward_hacking
-from .history import StepHistory, load_history, load_run
-from .importance import function_importance
-from .quality import QualityReport, assess_quality
 
 
 class RewardAnalyzer:
