@@ -25,9 +25,21 @@ def default_detectors() -> list:
             ZeroSpreadTakeoverDetector()]
 
 
-__all__ = ["default_detectors", "FunctionDominanceDetector", "LengthExploitationDetector", "KLAccelerationDetector",
-           "ZeroSpreadTakeoverDetector", "RewardHackingDetector", "HackingReport", "QualityReport", "StepHistory",
-           "load_history",
-           "load_run", "assess_quality", "function_importance", "detect_reward_hacking"]
+__all__ = [
+    "FunctionDominanceDetector",
+    "HackingReport",
+    "KLAccelerationDetector",
+    "LengthExploitationDetector",
+    "QualityReport",
+    "RewardHackingDetector",
+    "StepHistory",
+    "ZeroSpreadTakeoverDetector",
+    "assess_quality",
+    "default_detectors",
+    "detect_reward_hacking",
+    "function_importance",
+    "load_history",
+    "load_run",
+]
 
 # The old RewardAnalyzer API lives in rewardscope.compat (import it from rewardscope).

@@ -52,8 +52,8 @@ Usage::
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -175,7 +175,7 @@ class RewardHackingDetector:
     def _fitted(self, signal: str | int, x: float) -> float:
         if signal == "eval":
             return self._eval.fitted(x)
-        return float(self._trends.fitted(x)[signal])  # type: ignore[union-attr,index]
+        return float(self._trends.fitted(x)[signal])  # type: ignore[union-attr]
 
     def _trigger(self) -> str | int | None:
         """The performance signal for which the rule holds now (the strongest), or None; sets the evidence."""

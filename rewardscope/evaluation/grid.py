@@ -20,8 +20,9 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from ..simulation.scenarios import SCENARIOS, Scenario
 

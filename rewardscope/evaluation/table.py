@@ -26,8 +26,8 @@ Usage::
 from __future__ import annotations
 
 import statistics
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from .grid import HEALTHY, MEANT, SEED_RULE, Meant
 from .runner import AlertTimeline, RunRecord

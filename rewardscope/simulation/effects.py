@@ -28,8 +28,8 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Callable, Sequence
 
 _OPS = ("add", "scale", "grow", "toward")
 

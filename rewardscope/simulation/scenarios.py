@@ -58,9 +58,10 @@ Usage::
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -448,7 +449,7 @@ class _Draws:
     u_spike: float
 
     @classmethod
-    def draw(cls, plan: RunPlan, step: int) -> "_Draws":
+    def draw(cls, plan: RunPlan, step: int) -> _Draws:
         B, G = plan.prompts, plan.group_size
         rng = np.random.default_rng([plan.seed, 1, step])
         return cls(rng.standard_normal(B), rng.standard_normal(B), rng.standard_normal(B), rng.integers(40, 160, B),

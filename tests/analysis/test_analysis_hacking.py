@@ -5,8 +5,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from scipy import stats
 
-from rewardscope import RewardFunctionSpec, RewardMonitor
-from rewardscope import RewardAnalyzer, RewardHackingDetector
+from rewardscope import RewardAnalyzer, RewardFunctionSpec, RewardHackingDetector, RewardMonitor
 from rewardscope.analysis.hacking import detect_reward_hacking
 from rewardscope.analysis.history import load_history
 
