@@ -77,7 +77,12 @@ class AlertEvaluator(Protocol):
 
 
 class Detector(Protocol):
-    """An online detector: reads each step, returns run-level gauges to add to it."""
+    """An online detector: reads each step, returns run-level gauges to add to it.
+
+    Optional hooks, called when the detector has them: ``bind(specs)`` once with the run's
+    reward functions, ``observe_batch(combined, lengths, group_size)`` before each ``update``
+    with the step's combined rewards and completion lengths (rewardscope.analysis.detectors).
+    """
 
     def update(self, metrics: StepMetrics) -> Mapping[str, float]: ...
 
