@@ -169,3 +169,37 @@ def test_healthy_run_sends_nothing(tmp_path, stack_factory, simulate):
     assert firing == [] and stack.sink.received() == []
     scraped = stack.prometheus.get("/api/v1/query", query='max_over_time(grpo_step{run_id="e2e-healthy"}[5m])')["data"]["result"]
     assert scraped and float(scraped[0]["value"][1]) >= 50  # Prometheus did watch the run
+
+
+def test_a_hacked_run_reaches_slack_and_stays_firing(tmp_path, stack_factory, simulate, capsys):
+    # The held verdict keeps grpo_reward_hacking_suspected at 1 while the hack goes on (the flag used to be on for
+    # about a second, and never reached Slack), so the alert fires once and is still firing when the run ends.
+    port = free_port()
+    stack = stack_factory(port)
+    run_id, steps, rate = "e2e-hack", 120, 10
+    process = simulate("reward_hacking", run_id, port, steps, rate, linger=10)
+    title = f"[FIRING:1] GRPORewardHackingSuspected in run {run_id} (critical)"
+    got = stack.sink.wait_for(lambda p: attachment(p)["title"] == title, TIMEOUT)
+    assert got is not None, f"no Slack message; received {stack.sink.received()}\n{stack.prometheus.log_tail()}"
+
+    def query(expr):
+        return stack.prometheus.get("/api/v1/query", query=expr)["data"]["result"]
+
+    # While the finished run lingers on /metrics: its last step was scraped, and the alert is still firing.
+    deadline = time.monotonic() + TIMEOUT
+    while not any(float(r["value"][1]) == steps for r in query(f'grpo_step{{run_id="{run_id}"}}')):
+        assert time.monotonic() < deadline, "the last step was never scraped"
+        time.sleep(0.2)
+    time.sleep(1.5)  # one more rule evaluation
+    firing = query(f'ALERTS{{run_id="{run_id}",alertname="GRPORewardHackingSuspected"}}')
+    assert [r["metric"]["alertstate"] for r in firing] == ["firing"]
+    resolved = [p for _, p in stack.sink.received() if "RESOLVED" in attachment(p)["title"] and "Hacking" in attachment(p)["title"]]
+    assert resolved == []
+    assert process.wait(timeout=TIMEOUT) == 0
+    recorded = step_times(tmp_path / "runs" / run_id)
+    flagged = [s for s, row in sorted(recorded.items()) if row.get("grpo_reward_hacking_suspected") == 1.0]
+    assert flagged == list(range(flagged[0], steps + 1))  # held from its first step to the last
+    with capsys.disabled():
+        onset = plan_run("reward_hacking", steps).onset
+        print(f"\n[latency] reward_hacking at {rate} steps/s: flagged at step {flagged[0]} (onset {onset}), "
+              f"Slack {got[0] - recorded[flagged[0]]['grpo_last_step_timestamp_seconds']:.1f} s later, held to step {steps}")
