@@ -30,6 +30,7 @@ from ._version import __version__
 SUBCOMMANDS: tuple[tuple[str, str, str], ...] = (
     ("train", "rewardscope.trainer.cli", "run a monitored GRPO fine-tuning run"),
     ("simulate", "rewardscope.simulation.cli", "serve a realistic synthetic GRPO run (named failure scenarios)"),
+    ("evaluate", "rewardscope.evaluation.cli", "measure every alert over many simulated runs and print the detection table"),
     ("summary", "rewardscope.report", "print a readable summary of a recorded run directory"),
     ("report", "rewardscope.htmlreport.cli", "write a self-contained HTML report with charts of one or several runs"),
     ("rules", "rewardscope.alerting.cli", "compile the alert definitions to Prometheus rule files"),

@@ -78,7 +78,12 @@ class AlertEvaluator(Protocol):
 
 
 class Detector(Protocol):
-    """An online detector: reads each step, returns run-level gauges to add to it."""
+    """An online detector: reads each step, returns run-level gauges to add to it.
+
+    Optional hooks, called when the detector has them: ``bind(specs)`` once with the run's
+    reward functions, ``observe_batch(combined, lengths, group_size)`` before each ``update``
+    with the step's combined rewards and completion lengths (rewardscope.analysis.detectors).
+    """
 
     def update(self, metrics: StepMetrics) -> Mapping[str, float]: ...
 
@@ -155,6 +160,9 @@ class RewardMonitor:
         self._trends = self._make_trends(window_size)
         self.window = self._trends.window
         self.detectors = list(_default_detectors() if detectors is None else detectors)
+        for detector in self.detectors:
+            if hasattr(detector, "bind"):  # detectors that need the reward functions' weights
+                detector.bind(self.specs)
 
         # /metrics first: a busy port fails before anything is written to the run directory.
         state = RunState.create(run_id, self.specs, self._table.buckets, run_info=self.run_info,
@@ -371,6 +379,8 @@ class RewardMonitor:
         stats = inputs.stats
         metrics = StepMetrics(inputs.step, now, self.layout, row, inputs.rewards if self.log_distributions else None)
         for detector in self.detectors:
+            if hasattr(detector, "observe_batch"):  # detectors that read the batch itself (length vs reward)
+                detector.observe_batch(stats.combined, inputs.lengths, inputs.group_size)
             for name, value in detector.update(metrics).items():
                 row[self._row_index[name]] = value
         slopes = self._trends.append(inputs.step, row)
@@ -522,7 +532,8 @@ def _default_state_engine() -> AlertEvaluator | None:
 
 
 def _default_detectors() -> list[Detector]:
-    # The reward-hacking detector sets grpo_reward_hacking_suspected (eval accuracy falling while the reward rises).
-    from .analysis.hacking import RewardHackingDetector
+    # The online detectors of rewardscope.analysis (reward hacking, function dominance, length exploitation,
+    # KL acceleration, zero-spread takeover) set their gauges; detectors=[] runs none.
+    from .analysis import default_detectors
 
-    return [RewardHackingDetector()]
+    return default_detectors()

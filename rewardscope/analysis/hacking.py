@@ -3,23 +3,43 @@
 A policy that games its reward (a format reward paid for tags around a wrong
 answer, a judge fooled by length) shows one signature: the reward it is trained
 on, the *proxy* (the combined reward), keeps rising while a *performance* signal
-it cannot game falls. Performance is held-out eval accuracy
-(grpo_eval_accuracy_ratio, measured on some steps only) and/or a "gold" reward
-function: one with weight 0, tracked but not trained on, or a weighted one such
-as answer correctness whose weighted part is then taken out of the proxy.
+it cannot game falls. Performance signals, each used when present:
 
-The rule, over the latest ``window`` recorded steps: the proxy's least-squares
-slope per step is positive AND a performance signal's slope is negative, each at
-one-sided significance ``alpha`` (t-test on the slope, rewardscope.analysis.trends),
-with at least ``min_steps`` proxy points and ``min_evals`` eval points (or
-``min_steps`` gold points). Eval accuracy counts only on the steps that measured
-it; the verdict stays as it was between evaluations.
+- held-out eval accuracy (grpo_eval_accuracy_ratio, measured on some steps only);
+- a "gold" reward function: one with weight 0, tracked but not trained on, or a weighted
+  one such as answer correctness whose weighted part is then taken out of the proxy;
+- (``watch_functions``, on by default) each weighted reward function: one of them
+  falling while the combined reward rises means the policy trades it for the others.
 
-``RewardHackingDetector`` applies the rule online as a RewardMonitor detector
-(bounded memory: three deques of at most ``window`` points) and sets
-grpo_reward_hacking_suspected to 1 or 0 each step. ``detect_reward_hacking``
-replays the same rule over a recorded history and adds whole-run slopes,
-correlations, the functions that rose and a verdict.
+The trigger, over the latest ``window`` recorded steps: the proxy's least-squares
+slope per step is positive AND a performance signal's slope is negative (for a watched
+function, the proxy is the combined reward without that function's weighted part), each at
+one-sided significance ``alpha`` (t-test on the slope: a one-sided confidence interval
+that excludes zero), with at least ``min_steps`` proxy points and ``min_evals`` eval
+points (or ``min_steps`` points of a per-step signal). Eval accuracy counts only on the
+steps that measured it. The slopes come from running sums (O(1) per step,
+rewardscope.analysis.online.SlidingTrend).
+
+The verdict has memory (``hold``, on by default): once suspected, hacking stays
+suspected, even when the proxy saturates and its slope stops being significant, until
+there is evidence of recovery from the performance signal that fired: its fitted level
+at the latest step has made up at least half of the fall measured when the verdict
+fired (from the fitted level where the window began to the fitted level at the firing
+step): performance back up, the proxy-performance gap closing. A slope merely turning
+positive on a plateau is not recovery (by chance it does so now and then). A hacked
+plateau stays flagged; a recovered run clears.
+
+Defaults (chosen on ``rewardscope evaluate``: no false alarm on healthy runs of 1,000
+steps): window 30 steps, alpha 0.001, min_steps 10; eval accuracy over ``eval_window``
+(2 x window) steps with at least ``min_evals`` = 5 evaluations (a slope through 3 points
+has 1 degree of freedom: three noisy evaluations on a line are not evidence).
+
+``RewardHackingDetector`` applies this online as a RewardMonitor detector and sets
+grpo_reward_hacking_suspected (the verdict) and grpo_reward_hacking_evidence_ratio
+(for the strongest signal, the weaker of the two slope t statistics over its critical
+value, clipped to [0, 1]).
+``detect_reward_hacking`` replays the same rule over a recorded history and adds
+whole-run slopes, correlations, the functions that rose and a verdict.
 
 Usage::
 
@@ -32,26 +52,19 @@ Usage::
 from __future__ import annotations
 
 import math
-from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
 
 import numpy as np
 
+from ..metrics.functions import RewardFunctionSpec
 from ..metrics.layout import StepMetrics
 from .history import StepHistory
-from .trends import Trend, fit_trend, pearson
+from .online import MultiTrend, SlidingTrend
+from .trends import fit_trend, pearson, t_critical
 
 FLAG = "grpo_reward_hacking_suspected"
-
-
-_FLAT = Trend(0.0, 0.0, 0)
-
-
-def _trend(points: deque) -> Trend:
-    """Trend of (step, value) points; a flat one when no line can be fitted."""
-    steps, values = zip(*points)
-    return fit_trend(steps, values) or _FLAT
+EVIDENCE = "grpo_reward_hacking_evidence_ratio"
 
 
 class RewardHackingDetector:
@@ -63,7 +76,8 @@ class RewardHackingDetector:
     """
 
     def __init__(self, gold_function: str | None = None, *, gold_weight: float = 0.0, use_eval_accuracy: bool = True,
-                 window: int = 50, alpha: float = 0.01, min_steps: int = 10, min_evals: int = 3) -> None:
+                 watch_functions: bool = True, window: int = 30, eval_window: int | None = None, alpha: float = 0.001,
+                 min_steps: int = 10, min_evals: int = 5, hold: bool = True) -> None:
         if window < 3 or not 3 <= min_steps <= window or min_evals < 3:
             raise ValueError("need window >= min_steps >= 3 and min_evals >= 3: a slope needs three points")
         if not 0.0 < alpha < 1.0:
@@ -71,20 +85,45 @@ class RewardHackingDetector:
         self.gold_function = gold_function
         self.gold_weight = float(gold_weight)
         self.use_eval_accuracy = use_eval_accuracy
+        self.watch_functions = watch_functions
         self.window = window
         self.alpha = alpha
         self.min_steps = min_steps
         self.min_evals = min_evals
-        self._proxy: deque[tuple[int, float]] = deque(maxlen=window)
-        self._eval: deque[tuple[int, float]] = deque(maxlen=window)
-        self._gold: deque[tuple[int, float]] = deque(maxlen=window)
+        self.hold = hold
+        # Evaluations are sparse (every 10 steps is common): their slope needs a longer window to hold min_evals points.
+        self.eval_window = 2 * window if eval_window is None else eval_window
+        self._eval = SlidingTrend(self.eval_window)
+        self._eval_falling = 0.0  # the eval slope's falling evidence, recomputed when its points change
+        # Per-step series share their steps: one vectorised trend of [proxy, gold?, f_1..f_F, proxy - w_f f_1..F].
+        self._trends: MultiTrend | None = None
+        self._watched: tuple[str, ...] = ()
+        self._weights: dict[str, float] = {}  # weighted reward functions, from bind()
+        # The signal that fired ("eval" or a column of the per-step trends) and the level that counts as recovered:
+        # halfway back from its fitted level at the firing step to its fitted level where the window began.
+        self._fired: tuple[str | int, float] | None = None
         self.suspected = False
+        self.evidence = 0.0
+        # The critical values are looked up every step: compute them now (importing scipy takes a second or so),
+        # not in the middle of a training step.
+        for dof in range(1, max(window, self.eval_window)):
+            t_critical(alpha, dof)
+
+    def bind(self, reward_functions: Sequence[RewardFunctionSpec]) -> None:
+        """Called by RewardMonitor with the run's reward functions: the weighted ones are watched."""
+        self._weights = {spec.name: spec.weight for spec in reward_functions if spec.weight != 0.0}
 
     def update(self, metrics: StepMetrics) -> dict[str, float]:
         gold = None if self.gold_function is None else metrics.value("grpo_reward_fn_mean", self.gold_function)
         eval_accuracy = metrics.value("grpo_eval_accuracy_ratio") if self.use_eval_accuracy else None
-        suspected = self.observe(metrics.step, self.proxy(metrics.value("grpo_reward_mean"), gold), eval_accuracy, gold)
-        return {FLAG: 1.0 if suspected else 0.0}
+        functions = None
+        if self.watch_functions and self._weights:
+            means = metrics.row[metrics.layout.function_slots["grpo_reward_fn_mean"]].tolist()
+            functions = {fn: m for fn, m in zip(metrics.reward_functions, means)
+                         if fn in self._weights and fn != self.gold_function}
+        suspected = self.observe(metrics.step, self.proxy(metrics.value("grpo_reward_mean"), gold), eval_accuracy, gold,
+                                 functions)
+        return {FLAG: 1.0 if suspected else 0.0, EVIDENCE: self.evidence}
 
     def proxy(self, combined_mean: float | None, gold_mean: float | None) -> float | None:
         """The combined reward mean without the gold function's weighted part (None when unknown)."""
@@ -92,35 +131,81 @@ class RewardHackingDetector:
             return None
         return combined_mean - self.gold_weight * (gold_mean or 0.0)
 
-    def observe(self, step: int, proxy: float | None, eval_accuracy: float | None, gold_mean: float | None) -> bool:
-        """Add one step's values (None = not measured this step); True while hacking is suspected."""
+    def _add_step(self, x: float, proxy: float, gold_mean: float | None, function_means: Mapping[str, float]) -> None:
+        if self._trends is None:
+            self._watched = tuple(function_means)
+            self._trends = MultiTrend(self.window, 1 + (self.gold_function is not None) + 2 * len(self._watched))
+        values = [proxy]
+        if self.gold_function is not None:
+            values.append(math.nan if gold_mean is None else gold_mean)
+        own = [function_means.get(fn, math.nan) for fn in self._watched]
+        values += own
+        values += [proxy - self._weights.get(fn, 1.0) * m for fn, m in zip(self._watched, own)]
+        row = np.array(values)
+        if not np.isnan(row).any():  # a step missing one of the series is left out of all of them
+            self._trends.add(x, row)
+
+    def observe(self, step: int, proxy: float | None, eval_accuracy: float | None, gold_mean: float | None,
+                function_means: Mapping[str, float] | None = None) -> bool:
+        """Add one step's values (None = not measured this step); True while hacking is suspected.
+
+        ``function_means``: the means of the watched weighted functions; each is compared with the
+        proxy without its own weighted part (the other functions)."""
+        x = float(step)
         if proxy is not None:
-            self._proxy.append((step, proxy))
+            self._add_step(x, proxy, gold_mean, function_means or {})
+        points = self._eval.n
         if eval_accuracy is not None:
-            self._eval.append((step, eval_accuracy))
-        if gold_mean is not None:
-            self._gold.append((step, gold_mean))
-        if self._proxy:
-            oldest = self._proxy[0][0]
-            for points in (self._eval, self._gold):
-                while points and points[0][0] < oldest:
-                    points.popleft()
-        self.suspected = self._rule_holds()
+            self._eval.add(x, eval_accuracy)
+        self._eval.drop_before(x - self.eval_window + 1)
+        if self._eval.n != points or eval_accuracy is not None:
+            self._eval_falling = self._eval.evidence(self.alpha, rising=False) if self._eval.n >= self.min_evals else 0.0
+        fired = self._trigger()
+        if self.suspected and self.hold:
+            if self._recovered(x):
+                self.suspected, self._fired = False, None
+        elif fired is not None:
+            self.suspected = True
+            before, now = self._fitted(fired, self._trends.oldest_x), self._fitted(fired, x)  # type: ignore[union-attr]
+            self._fired = (fired, before - 0.5 * (before - now))
+        else:
+            self.suspected = False
         return self.suspected
 
-    def _rule_holds(self) -> bool:
-        # Cheapest checks first: without enough performance points (a run that passes no eval
-        # accuracy and has no gold function) nothing is fitted at all; the performance slopes
-        # are fitted only when the proxy rises.
-        enough_eval = len(self._eval) >= self.min_evals
-        enough_gold = len(self._gold) >= self.min_steps
-        if not (enough_eval or enough_gold) or len(self._proxy) < self.min_steps:
+    def _fitted(self, signal: str | int, x: float) -> float:
+        if signal == "eval":
+            return self._eval.fitted(x)
+        return float(self._trends.fitted(x)[signal])  # type: ignore[union-attr]
+
+    def _trigger(self) -> str | int | None:
+        """The performance signal for which the rule holds now (the strongest), or None; sets the evidence."""
+        self.evidence = 0.0
+        trends = self._trends
+        if trends is None or trends.n < self.min_steps:
+            return None
+        ratio = trends.t() / t_critical(self.alpha, trends.n - 2)  # > 1: rising significantly; < -1: falling
+        rising = float(ratio[0])
+        candidates: list[tuple[float, str | int]] = [(min(rising, self._eval_falling), "eval")]
+        column = 1
+        if self.gold_function is not None:
+            candidates.append((min(rising, -float(ratio[1])), 1))
+            column = 2
+        f = len(self._watched)
+        if f:
+            both = np.minimum(ratio[column + f:column + 2 * f], -ratio[column:column + f])
+            best = int(np.argmax(both))
+            candidates.append((float(both[best]), column + best))
+        strongest, signal = max(candidates, key=lambda c: c[0])
+        self.evidence = max(0.0, min(1.0, strongest))
+        return signal if strongest > 1.0 else None
+
+    def _recovered(self, x: float) -> bool:
+        if self._fired is None:
             return False
-        if not _trend(self._proxy).rising(self.alpha):
+        signal, halfway = self._fired
+        if signal == "eval" and self._eval.n < 3:
             return False
-        if enough_eval and _trend(self._eval).falling(self.alpha):
-            return True
-        return enough_gold and _trend(self._gold).falling(self.alpha)
+        return self._fitted(signal, x) >= halfway
 
 
 @dataclass(frozen=True)
@@ -209,8 +294,8 @@ def detect_reward_hacking(history: StepHistory, performance_metrics: Sequence[fl
         source = f"{source}+gold:{gold}" if source else f"gold:{gold}"
     gold_weight = history.spec(gold).weight if gold is not None else 0.0
     min_steps = min(min_steps, window)
-    detector = RewardHackingDetector(gold, gold_weight=gold_weight, window=window, alpha=alpha, min_steps=min_steps,
-                                     min_evals=min_evals)
+    detector = RewardHackingDetector(gold, gold_weight=gold_weight, window=window, eval_window=window, alpha=alpha,
+                                     min_steps=min_steps, min_evals=min_evals, watch_functions=False)
 
     def present(values: np.ndarray | None, i: int) -> float | None:
         return None if values is None or math.isnan(values[i]) else float(values[i])

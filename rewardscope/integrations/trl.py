@@ -37,6 +37,12 @@ Usage::
     attach(trainer, run_id="trl-run", prometheus_port=0)   # RewardMonitor arguments; closed when training ends
     trainer.train()
 
+``RewardScopeCallback(monitor, on_critical="stop")`` acts on a verdict: when a critical alert
+fires (the monitor needs ``alerts=True``), it asks the Trainer (``TrainerControl``) to save a
+checkpoint and stop after the step, and records the alert and the last step before its onset
+in the run directory's ``stopped.json`` (rewardscope.trainer.stopping). The default only alerts.
+Single process only: with several processes every rank would have to take the same decision.
+
 The completion texts TRL hands to the reward functions go with each step
 (``record_step(prompts=, completions=)``; one process only), so an alert that fires keeps the
 completions behind it (evidence.jsonl). ``RewardScopeCallback(monitor, probes=ProbeRecorder(...))``
@@ -113,9 +119,14 @@ def _is_async(fn: Any) -> bool:
 class RewardScopeCallback(TrainerCallback):
     """Feeds TRL GRPOTrainer's per-sample rewards and logged values into a RewardMonitor."""
 
-    def __init__(self, monitor: Any, close_on_train_end: bool = False, probes: Any = None, probe_max_new_tokens: int = 64):
+    def __init__(self, monitor: Any, close_on_train_end: bool = False, probes: Any = None, probe_max_new_tokens: int = 64,
+                 on_critical: str = "alert"):
+        if on_critical not in ("alert", "stop"):
+            raise ValueError(f"on_critical must be 'alert' or 'stop', got {on_critical!r}")
         self.monitor = monitor
         self.close_on_train_end = close_on_train_end
+        self.on_critical = on_critical
+        self.stop_record: Any = None  # rewardscope.trainer.stopping.StopRecord once a critical alert stopped the run
         self.probes = probes  # a rewardscope.trainer.probes.ProbeRecorder, or None
         self.probe_max_new_tokens = probe_max_new_tokens
         self._texts: list[tuple[list[str], list[str]]] = []  # (prompts, completions) of each scoring call
@@ -196,18 +207,18 @@ class RewardScopeCallback(TrainerCallback):
         self._lengths.clear()
         self._texts.clear()
 
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> None:
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, float] | None = None, **kwargs: Any) -> Any:
         logs = logs or {}
         if "loss" not in logs:
-            return
+            return None
         if not self._names:
             self._warn_once("unwrapped", "RewardScopeCallback has no wrapped reward functions, so nothing is recorded: "
                             "use rewardscope.integrations.trl.attach(trainer) (or pass callback.wrap(reward_funcs) to GRPOTrainer)")
-            return
+            return None
         self.trl_values.update({k: float(logs[k]) for k in TRL_EXTRA_KEYS if _finite(logs.get(k)) is not None})
         gatherer = getattr(self.monitor, "gatherer", None)
         if gatherer is None and not self._rewards[self._names[0]]:
-            return  # no new completions since the last log (num_iterations > 1)
+            return None  # no new completions since the last log (num_iterations > 1)
         rewards, lengths, prompts, completions, chunks = self._take_captured()
         if gatherer is not None and chunks > 1:
             # Rank-major concatenation of several generation batches is not TRL's global order.
@@ -242,6 +253,23 @@ class RewardScopeCallback(TrainerCallback):
             self.recorded_steps.append(int(state.global_step))
         if metrics is not None:
             self._cross_check(metrics, logs, args)
+        if self.on_critical == "stop" and gatherer is None:
+            return self._stop_on_critical(args, state, control)
+        return None
+
+    def _stop_on_critical(self, args: Any, state: Any, control: Any) -> Any:
+        """On a critical alert: save a checkpoint, stop after this step, record why in the run store."""
+        from rewardscope.trainer.stopping import critical_firing, stop_record, write_stop_record
+
+        event = critical_firing(self.monitor)
+        if event is None or self.stop_record is not None:
+            return None
+        self.stop_record = stop_record(event, self.monitor)
+        checkpoint = f"{args.output_dir}/checkpoint-{state.global_step}"  # where the Trainer saves on should_save
+        write_stop_record(self.monitor.run_directory, self.stop_record, checkpoint)
+        control.should_save = True
+        control.should_training_stop = True
+        return control
 
     def _cross_check(self, metrics: Any, logs: dict[str, float], args: Any) -> None:
         """TRL's frac_reward_zero_std against ours: equal in TRL's group (default) and "none" scaling."""

@@ -10,8 +10,18 @@ Usage::
         print(sim.step, sim.kwargs["kl"])
 """
 
-from .scenarios import (SCENARIOS, RunPlan, Scenario, ScenarioInfo, Signal, SimulatedStep, iter_plan, plan_run,
-                        simulate_step, simulate_steps)
+from .scenarios import (
+                        SCENARIOS,
+                        RunPlan,
+                        Scenario,
+                        ScenarioInfo,
+                        Signal,
+                        SimulatedStep,
+                        iter_plan,
+                        plan_run,
+                        simulate_step,
+                        simulate_steps,
+)
 
 __all__ = ["SCENARIOS", "RunPlan", "Scenario", "ScenarioInfo", "Signal", "SimulatedStep", "iter_plan", "plan_run",
            "simulate_step", "simulate_steps"]

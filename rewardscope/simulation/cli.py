@@ -27,8 +27,8 @@ from .scenarios import (
     DEFAULT_GROUP_SIZE,
     DEFAULT_MAX_COMPLETION_LENGTH,
     DEFAULT_PROMPTS,
-    REWARD_FUNCTIONS,
     SCENARIOS,
+    SHAPES,
     Scenario,
     iter_plan,
     plan_run,
@@ -41,6 +41,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=200, help="training steps to simulate (default 200)")
     parser.add_argument("--rate", type=float, default=2.0, help="steps per second; 0 = as fast as possible (default 2)")
     parser.add_argument("--onset", type=int, default=None, help="step at which the failure starts (default 40%% of --steps)")
+    parser.add_argument("--ramp", type=int, default=None,
+                        help="steps from the onset to full strength (default: half the steps left, 5-50)")
+    parser.add_argument("--shape", default="linear", choices=list(SHAPES), help="how the failure sets in (default linear)")
+    parser.add_argument("--strength", type=float, default=1.0, help="severity at full strength (default 1)")
+    parser.add_argument("--noise", type=float, default=1.0, help="scale of the random perturbations (default 1)")
+    parser.add_argument("--functions", type=int, default=4, help="reward functions, 2-4 (default 4)")
     parser.add_argument("--prompts", type=int, default=DEFAULT_PROMPTS, help=f"prompts per step (default {DEFAULT_PROMPTS})")
     parser.add_argument("--group-size", type=int, default=DEFAULT_GROUP_SIZE,
                         help=f"completions per prompt, G (default {DEFAULT_GROUP_SIZE})")
@@ -105,7 +111,8 @@ def run(args: argparse.Namespace) -> int:
         return 0
     try:
         plan = plan_run(args.scenario, args.steps, seed=args.seed, prompts=args.prompts, group_size=args.group_size,
-                        onset=args.onset, max_completion_length=args.max_completion_length)
+                        onset=args.onset, ramp=args.ramp, max_completion_length=args.max_completion_length,
+                        shape=args.shape, strength=args.strength, noise=args.noise, functions=args.functions)
     except ValueError as error:
         return _error(str(error))
     if args.rate < 0:
@@ -123,9 +130,10 @@ def run(args: argparse.Namespace) -> int:
     printer = AlertPrinter(progress, args.alerts if args.print_alerts is None else args.print_alerts)
     config = {"simulation": {"scenario": plan.scenario.value, "steps": plan.steps, "seed": plan.seed, "prompts": plan.prompts,
                              "group_size": plan.group_size, "onset": plan.onset, "ramp": plan.ramp, "rate": args.rate,
-                             "max_completion_length": plan.max_completion_length, "eval_every": plan.eval_every}}
+                             "max_completion_length": plan.max_completion_length, "eval_every": plan.eval_every,
+                             "shape": plan.shape, "strength": plan.strength, "noise": plan.noise, "functions": plan.functions}}
     try:
-        monitor = RewardMonitor(run_id, REWARD_FUNCTIONS, group_size=plan.group_size, run_dir=args.run_dir,
+        monitor = RewardMonitor(run_id, plan.reward_functions, group_size=plan.group_size, run_dir=args.run_dir,
                                 prometheus_port=None if args.no_serve else args.port, prometheus_host=args.host,
                                 alerts=bool(args.alerts), log_distributions=args.log_distributions,
                                 run_info={"model": "simulated", "trainer": "rewardscope-simulate"}, config=config,
@@ -140,7 +148,7 @@ def run(args: argparse.Namespace) -> int:
 
     info = SCENARIOS[plan.scenario]
     print(f"rewardscope simulate: scenario {plan.scenario.value}, {plan.steps} steps of {plan.prompts} prompts x G={plan.group_size}"
-          f", seed {plan.seed}" + ("" if plan.scenario is Scenario.HEALTHY else f", onset step {plan.onset} (ramp {plan.ramp} steps)"))
+          f", seed {plan.seed}" + ("" if not info.is_failure else f", onset step {plan.onset} (ramp {plan.ramp} steps)"))
     print(f"  run id:   {run_id}")
     print(f"  run dir:  {monitor.run_directory}")
     print(f"  /metrics: {'not served (--no-serve)' if monitor.server is None else monitor.server.url}")

@@ -1,8 +1,9 @@
 """Synthetic GRPO runs: pure, seeded generators of what a trainer passes to the monitor.
 
 A simulated run draws, every step, a batch of ``prompts`` prompts with ``group_size``
-completions each (ordered group by group) and scores every completion with the four
-reward functions of the system we replace (``LEGACY_REWARD_FUNCTIONS``):
+completions each (ordered group by group) and scores every completion with the reward
+functions of the system we replace (``LEGACY_REWARD_FUNCTIONS``; ``functions`` keeps
+the first 2, 3 or 4 of format_approx, check_answer, format_exact, check_numbers):
 
 - ``format_exact``: 3 when the completion has the exact ``<reasoning>``/``<answer>`` layout, else 0;
 - ``format_approx``: five tag checks worth +0.5 each when passed, -0.5 when failed (-2.5..2.5);
@@ -30,21 +31,26 @@ The model behind it is small but causal, so that the statistics behave like a re
 Every step draws its random numbers from its own generator seeded by ``(seed, step)``, in
 the same order and amount whatever the scenario, and a scenario only changes how those
 draws are turned into outcomes. So the same seed gives identical output, and a failure
-scenario is identical to ``healthy`` (same seed) at every step before its onset.
+scenario is identical to ``healthy`` (same seed and settings) at every step before its onset.
 
-A failure develops over ``ramp`` steps from its onset: its severity is
-``min(1, (step - onset + 1) / ramp)`` from the onset step on, and 0 before.
-``SCENARIOS`` is the machine-readable table of what each scenario does and where it shows.
+A failure's severity at a step is ``strength * shape(x)`` with ``x = (step - onset + 1) / ramp``
+clipped to [0, 1] (0 before the onset): ``shape`` is ``linear`` (x, the default), ``abrupt``
+(1 from the onset on) or ``smooth`` (3x² - 2x³, slow start and slow finish). What the
+failure does is its row of effects in ``SCENARIOS`` (rewardscope.simulation.effects);
+``noise`` scales every random perturbation of the scalars (KL, entropy, grad norm, eval
+accuracy...) and of the per-completion skill. Three healthy runs differ in pace: ``healthy``,
+``healthy_fast`` (learns twice as fast), ``healthy_slow`` (half as fast) and
+``healthy_plateau`` (learns, then levels off at half of the healthy run's progress).
 
 Usage::
 
-    from rewardscope import RewardMonitor, LEGACY_REWARD_FUNCTIONS
-    from rewardscope.simulation.scenarios import plan_run, simulate_steps
+    from rewardscope import RewardMonitor
+    from rewardscope.simulation.scenarios import plan_run, iter_plan
 
-    plan = plan_run("reward_hacking", 100, seed=1)          # onset 40, ramp 30
-    with RewardMonitor("sim", LEGACY_REWARD_FUNCTIONS, group_size=plan.group_size,
+    plan = plan_run("reward_hacking", 100, seed=1, shape="smooth", functions=3)   # onset 40, ramp 30
+    with RewardMonitor("sim", plan.reward_functions, group_size=plan.group_size,
                        run_dir=None, max_completion_length=plan.max_completion_length) as monitor:
-        for sim in simulate_steps("reward_hacking", 100, seed=1):
+        for sim in iter_plan(plan):
             metrics = monitor.record_step(sim.step, **sim.kwargs)
         print(metrics.value("grpo_reward_fn_group_all_max_ratio", "format_exact"))   # near 1
 """
@@ -52,15 +58,19 @@ Usage::
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
-from ..metrics.functions import LEGACY_REWARD_FUNCTIONS
+from ..metrics.functions import LEGACY_REWARD_FUNCTIONS, RewardFunctionSpec
+from .effects import Effect, Levers, apply_effects
 
 REWARD_FUNCTIONS = LEGACY_REWARD_FUNCTIONS
+# The order in which ``functions=n`` keeps reward functions: a format and a correctness reward first.
+FUNCTION_PRIORITY = ("format_approx", "check_answer", "format_exact", "check_numbers")
 DEFAULT_PROMPTS = 16
 DEFAULT_GROUP_SIZE = 8
 DEFAULT_MAX_COMPLETION_LENGTH = 512
@@ -69,6 +79,7 @@ DEFAULT_ONSET_FRACTION = 0.4
 EVAL_PROBLEMS = 200
 PEAK_LEARNING_RATE = 5e-6
 KL_BETA = 0.04  # weight of the KL term in the GRPO loss
+SHAPES = ("linear", "abrupt", "smooth")
 
 
 class Scenario(str, Enum):
@@ -82,6 +93,12 @@ class Scenario(str, Enum):
     LENGTH_EXPLOSION = "length_explosion"
     STALLED = "stalled"
     NONFINITE_REWARDS = "nonfinite_rewards"
+    FUNCTION_DOMINANCE = "function_dominance"
+    LENGTH_EXPLOITATION = "length_exploitation"
+    HACKING_THEN_COLLAPSE = "hacking_then_collapse"
+    HEALTHY_FAST = "healthy_fast"
+    HEALTHY_SLOW = "healthy_slow"
+    HEALTHY_PLATEAU = "healthy_plateau"
 
 
 @dataclass(frozen=True)
@@ -95,23 +112,36 @@ class Signal:
 
 @dataclass(frozen=True)
 class ScenarioInfo:
-    """A row of the scenario table: what happens, from when, and where it shows."""
+    """A row of the scenario table: what happens, from when, where it shows, and the effects that make it."""
 
     scenario: Scenario
     description: str
     onset: str  # what the onset step means for this scenario
     signals: tuple[Signal, ...]
+    effects: tuple[Effect, ...] = ()
     stops_recording: bool = False  # True: no step is recorded from the onset on
+    stops_learning: bool = False  # True: the failure removes the learning signal, progress halts over the ramp
+    pace: str = "normal"  # healthy learning pace: normal, fast, slow or plateau
+
+    @property
+    def is_failure(self) -> bool:
+        return bool(self.effects) or self.stops_recording
 
 
 _ONSET = "failure starts at the onset step and reaches full strength `ramp` steps later"
+_HEALTHY_ONSET = "no failure: the onset is ignored"
+
+_HACKING = (Effect("fmt_logit", "add", 8.0), Effect("ans_logit", "add", -5.0), Effect("kl", "scale", 2.0),
+            Effect("length_scale", "scale", -0.5))  # short, well-formatted answers: nothing left to truncate
+_COLLAPSE = (Effect("copy_p", "toward", 1.0), Effect("entropy", "scale", -0.97), Effect("kl", "scale", 2.0))
+_HACKING_SIGNALS = (Signal("grpo_reward_fn_mean", "up", "format_approx"), Signal("grpo_reward_fn_mean", "down", "check_answer"),
+                    Signal("grpo_eval_accuracy_ratio", "down"))
 
 SCENARIOS: dict[Scenario, ScenarioInfo] = {info.scenario: info for info in (
     ScenarioInfo(Scenario.HEALTHY,
                  "A run that slowly improves: format is learned first, correctness later; KL grows slowly, policy entropy "
                  "falls slowly, eval accuracy rises.",
-                 "no failure: the onset is ignored",
-                 ()),
+                 _HEALTHY_ONSET, ()),
     ScenarioInfo(Scenario.REWARD_HACKING,
                  "The policy games the format rewards: they rise to saturation (every group at the maximum) while "
                  "correctness and eval accuracy fall.",
@@ -119,34 +149,42 @@ SCENARIOS: dict[Scenario, ScenarioInfo] = {info.scenario: info for info in (
                  (Signal("grpo_reward_fn_mean", "up", "format_exact"), Signal("grpo_reward_fn_mean", "up", "format_approx"),
                   Signal("grpo_reward_fn_group_all_max_ratio", "up", "format_exact"),
                   Signal("grpo_reward_fn_mean", "down", "check_answer"), Signal("grpo_reward_fn_mean", "down", "check_numbers"),
-                  Signal("grpo_eval_accuracy_ratio", "down"))),
+                  Signal("grpo_eval_accuracy_ratio", "down")),
+                 _HACKING),
     ScenarioInfo(Scenario.ENTROPY_COLLAPSE,
                  "The policy collapses onto one completion per prompt: policy entropy falls towards 0, the G completions "
                  "of a prompt become identical, within-group reward spread vanishes and learning stops.",
                  _ONSET,
                  (Signal("grpo_policy_entropy", "down"), Signal("grpo_group_zero_std_ratio", "up"),
                   Signal("grpo_group_reward_std_mean", "down"), Signal("grpo_reward_signal_to_noise", "down"),
-                  Signal("grpo_advantage_std", "down"))),
+                  Signal("grpo_advantage_std", "down")),
+                 _COLLAPSE, stops_learning=True),
     ScenarioInfo(Scenario.KL_BLOWUP,
-                 "The policy runs away from the reference (learning rate too high): KL grows fast past 1.0, grad norm "
+                 "The policy runs away from the reference (learning rate too high): KL accelerates past 1.0, grad norm "
                  "spikes, the clip ratio rises, entropy and completion lengths rise and rewards degrade.",
                  _ONSET,
-                 (Signal("grpo_kl", "up"), Signal("grpo_grad_norm", "up"), Signal("grpo_clip_ratio", "up"),
-                  Signal("grpo_policy_entropy", "up"), Signal("grpo_reward_mean", "down"))),
+                 (Signal("grpo_kl", "up"), Signal("grpo_kl_acceleration_evidence_ratio", "up"), Signal("grpo_grad_norm", "up"),
+                  Signal("grpo_clip_ratio", "up"), Signal("grpo_policy_entropy", "up"), Signal("grpo_reward_mean", "down")),
+                 (Effect("kl", "add", 3.0, power=2.0), Effect("entropy", "add", 0.8), Effect("clip", "add", 0.3),
+                  Effect("fmt_logit", "add", -3.0), Effect("ans_logit", "add", -2.0), Effect("length_scale", "scale", 1.0),
+                  Effect("spike_p", "add", 0.5), Effect("spike_size", "add", 30.0), Effect("grad_scale", "add", 3.0))),
     ScenarioInfo(Scenario.ZERO_VARIANCE_GROUPS,
                  "Groups stop carrying a learning signal (sampling lost its diversity and the prompts are all too easy or "
                  "too hard): most groups have zero reward spread, advantages and grad norm fall to ~0 and learning stops, "
                  "while policy entropy stays normal (unlike entropy_collapse).",
                  _ONSET,
                  (Signal("grpo_group_zero_std_ratio", "up"), Signal("grpo_reward_fn_group_zero_std_ratio", "up", "check_answer"),
+                  Signal("grpo_zero_spread_takeover_evidence_ratio", "up"),
                   Signal("grpo_advantage_std", "down"), Signal("grpo_grad_norm", "down"),
-                  Signal("grpo_reward_signal_to_noise", "down"))),
+                  Signal("grpo_reward_signal_to_noise", "down")),
+                 (Effect("copy_p", "toward", 0.97), Effect("difficulty_scale", "add", 2.0)), stops_learning=True),
     ScenarioInfo(Scenario.LENGTH_EXPLOSION,
                  "Completions grow until they hit the generation limit: most are truncated, lose their closing tags and "
                  "with them their format and answer rewards.",
                  _ONSET,
                  (Signal("grpo_completion_length_mean_tokens", "up"), Signal("grpo_completion_truncated_ratio", "up"),
-                  Signal("grpo_reward_fn_mean", "down", "format_exact"), Signal("grpo_reward_mean", "down"))),
+                  Signal("grpo_reward_fn_mean", "down", "format_exact"), Signal("grpo_reward_mean", "down")),
+                 (Effect("length_scale", "grow", 8.0), Effect("kl", "scale", 1.0))),
     ScenarioInfo(Scenario.STALLED,
                  "The training process hangs: it records no step from the onset on but keeps serving /metrics, so only "
                  "liveness shows it (the last-step timestamp stops advancing, the step counter stops).",
@@ -156,10 +194,40 @@ SCENARIOS: dict[Scenario, ScenarioInfo] = {info.scenario: info for info in (
                  stops_recording=True),
     ScenarioInfo(Scenario.NONFINITE_REWARDS,
                  "Reward functions start failing on some completions: check_answer returns NaN and check_numbers +inf for "
-                 "a share of samples (3% of samples each at the onset, growing to 15% NaN and 7.5% inf); they are excluded from statistics and counted.",
+                 "a share of samples (3% of samples each at the onset, growing to 15% NaN and 7.5% inf); they are excluded "
+                 "from statistics and counted.",
                  _ONSET,
-                 (Signal("grpo_reward_fn_nonfinite_samples", "up", "check_answer"), Signal("grpo_reward_fn_nonfinite_samples", "up", "check_numbers"),
-                  Signal("grpo_reward_fn_nonfinite_total", "up", "check_answer"), Signal("grpo_reward_nonfinite_samples", "up"))),
+                 (Signal("grpo_reward_fn_nonfinite_samples", "up", "check_answer"),
+                  Signal("grpo_reward_fn_nonfinite_samples", "up", "check_numbers"),
+                  Signal("grpo_reward_fn_nonfinite_total", "up", "check_answer"), Signal("grpo_reward_nonfinite_samples", "up")),
+                 (Effect("nonfinite_share", "add", 0.12),)),
+    ScenarioInfo(Scenario.FUNCTION_DOMINANCE,
+                 "One reward function carries the whole learning signal while the others stall: exact format and correct "
+                 "answers stop happening (their rewards sit at the minimum in every group) and only format_approx's tag "
+                 "checks still differ between the completions of a prompt.",
+                 _ONSET,
+                 (Signal("grpo_function_dominance_evidence_ratio", "up"),
+                  Signal("grpo_reward_fn_group_zero_std_ratio", "up", "check_answer"),
+                  Signal("grpo_reward_fn_mean", "down", "check_answer"), Signal("grpo_eval_accuracy_ratio", "down")),
+                 (Effect("fmt_logit", "add", -9.0), Effect("ans_logit", "add", -6.0))),
+    ScenarioInfo(Scenario.LENGTH_EXPLOITATION,
+                 "The policy learns that longer completions score better: within a group the format reward rises with "
+                 "completion length and completions grow, before truncation shows.",
+                 _ONSET,
+                 (Signal("grpo_length_exploitation_evidence_ratio", "up"), Signal("grpo_completion_length_mean_tokens", "up")),
+                 (Effect("length_coupling", "add", 2.5), Effect("length_scale", "scale", 0.6))),
+    ScenarioInfo(Scenario.HACKING_THEN_COLLAPSE,
+                 "A compound failure: reward hacking from the onset, then, one ramp later, entropy collapse on top of it.",
+                 "hacking starts at the onset; entropy collapse starts `ramp` steps later",
+                 _HACKING_SIGNALS + (Signal("grpo_policy_entropy", "down"), Signal("grpo_group_zero_std_ratio", "up")),
+                 _HACKING + tuple(Effect(e.lever, e.op, e.amount, e.power, after_ramps=1) for e in _COLLAPSE)),
+    ScenarioInfo(Scenario.HEALTHY_FAST, "A healthy run that learns twice as fast as `healthy`.", _HEALTHY_ONSET, (),
+                 pace="fast"),
+    ScenarioInfo(Scenario.HEALTHY_SLOW, "A healthy run that learns half as fast as `healthy`.", _HEALTHY_ONSET, (),
+                 pace="slow"),
+    ScenarioInfo(Scenario.HEALTHY_PLATEAU,
+                 "A healthy run that learns, then levels off: progress approaches half of the healthy run's and stays.",
+                 _HEALTHY_ONSET, (), pace="plateau"),
 )}
 
 
@@ -173,7 +241,7 @@ def scenario(name: str | Scenario) -> Scenario:
 
 @dataclass(frozen=True)
 class RunPlan:
-    """The shape of one simulated run: sizes, onset, ramp. Built by ``plan_run``."""
+    """The shape of one simulated run: sizes, onset, ramp, strength. Built by ``plan_run``."""
 
     scenario: Scenario
     steps: int
@@ -184,21 +252,41 @@ class RunPlan:
     ramp: int
     max_completion_length: int
     eval_every: int
+    shape: str = "linear"
+    strength: float = 1.0
+    noise: float = 1.0
+    functions: int = 4
+
+    @property
+    def info(self) -> ScenarioInfo:
+        return SCENARIOS[self.scenario]
 
     @property
     def last_step(self) -> int:
         """The last step the run records (``onset - 1`` for a stalled run; 0 = none)."""
-        return self.onset - 1 if SCENARIOS[self.scenario].stops_recording else self.steps
+        return self.onset - 1 if self.info.stops_recording else self.steps
 
     @property
     def samples(self) -> int:
         return self.prompts * self.group_size
 
-    def severity(self, step: int) -> float:
-        """0 before the onset (and always for healthy), rising linearly to 1 over ``ramp`` steps."""
-        if self.scenario is Scenario.HEALTHY or step < self.onset:
+    @property
+    def reward_functions(self) -> tuple[RewardFunctionSpec, ...]:
+        """The run's reward functions, in the legacy order: pass them to RewardMonitor."""
+        kept = set(FUNCTION_PRIORITY[:self.functions])
+        return tuple(f for f in REWARD_FUNCTIONS if f.name in kept)
+
+    def severity(self, step: int, delay_ramps: int = 0) -> float:
+        """0 before the onset (``delay_ramps`` ramps later) and always for a healthy run; up to ``strength`` after it."""
+        start = self.onset + delay_ramps * self.ramp
+        if not self.info.effects or step < start:
             return 0.0
-        return min(1.0, (step - self.onset + 1) / self.ramp)
+        x = min(1.0, (step - start + 1) / self.ramp)
+        if self.shape == "abrupt":
+            x = 1.0
+        elif self.shape == "smooth":
+            x = x * x * (3.0 - 2.0 * x)
+        return self.strength * x
 
 
 @dataclass(frozen=True)
@@ -219,6 +307,12 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> int:
     return int(value)
 
 
+def _positive_float(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not 0 < value < math.inf:
+        raise ValueError(f"{name} must be a positive number, got {value!r}")
+    return float(value)
+
+
 def default_onset(steps: int) -> int:
     """The default onset: 40% of the way through the run (at least step 1)."""
     return max(1, round(DEFAULT_ONSET_FRACTION * steps))
@@ -231,7 +325,8 @@ def default_ramp(steps: int, onset: int) -> int:
 
 def plan_run(scenario_name: str | Scenario, steps: int, *, seed: int = 0, prompts: int = DEFAULT_PROMPTS,
              group_size: int = DEFAULT_GROUP_SIZE, onset: int | None = None, ramp: int | None = None,
-             max_completion_length: int = DEFAULT_MAX_COMPLETION_LENGTH, eval_every: int = DEFAULT_EVAL_EVERY) -> RunPlan:
+             max_completion_length: int = DEFAULT_MAX_COMPLETION_LENGTH, eval_every: int = DEFAULT_EVAL_EVERY,
+             shape: str = "linear", strength: float = 1.0, noise: float = 1.0, functions: int = 4) -> RunPlan:
     """Validate the arguments of a simulated run; ValueError names the bad one."""
     which = scenario(scenario_name)
     steps = _positive_int("steps", steps)
@@ -244,16 +339,26 @@ def plan_run(scenario_name: str | Scenario, steps: int, *, seed: int = 0, prompt
     ramp = default_ramp(steps, onset) if ramp is None else _positive_int("ramp", ramp)
     max_completion_length = _positive_int("max_completion_length", max_completion_length, 16)
     eval_every = _positive_int("eval_every", eval_every)
-    return RunPlan(which, steps, seed, prompts, group_size, onset, ramp, max_completion_length, eval_every)
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {', '.join(SHAPES)}, got {shape!r}")
+    strength = _positive_float("strength", strength)
+    noise = _positive_float("noise", noise)
+    functions = _positive_int("functions", functions, 2)
+    if functions > len(FUNCTION_PRIORITY):
+        raise ValueError(f"functions must be at most {len(FUNCTION_PRIORITY)}, got {functions}")
+    return RunPlan(which, steps, seed, prompts, group_size, onset, ramp, max_completion_length, eval_every, shape,
+                   strength, noise, functions)
 
 
 def simulate_steps(scenario_name: str | Scenario, steps: int, *, seed: int = 0, prompts: int = DEFAULT_PROMPTS,
                    group_size: int = DEFAULT_GROUP_SIZE, onset: int | None = None, ramp: int | None = None,
                    max_completion_length: int = DEFAULT_MAX_COMPLETION_LENGTH,
-                   eval_every: int = DEFAULT_EVAL_EVERY) -> Iterator[SimulatedStep]:
-    """Steps 1..plan.last_step of a simulated run (a stalled run ends before its onset)."""
+                   eval_every: int = DEFAULT_EVAL_EVERY, **variation: Any) -> Iterator[SimulatedStep]:
+    """Steps 1..plan.last_step of a simulated run (a stalled run ends before its onset).
+
+    ``variation``: shape, strength, noise, functions (see ``plan_run``)."""
     plan = plan_run(scenario_name, steps, seed=seed, prompts=prompts, group_size=group_size, onset=onset, ramp=ramp,
-                    max_completion_length=max_completion_length, eval_every=eval_every)
+                    max_completion_length=max_completion_length, eval_every=eval_every, **variation)
     return iter_plan(plan)
 
 
@@ -292,158 +397,165 @@ def _eval_difficulties(seed: int) -> np.ndarray:
     return np.random.default_rng([seed, 2]).standard_normal(EVAL_PROBLEMS)
 
 
-def _learning_progress(plan: RunPlan, step: int, stops_learning: bool) -> float:
+_PLATEAU = 0.5  # a plateauing learner's progress approaches this
+
+
+def _paced(progress: float, pace: str) -> float:
+    if pace == "fast":
+        return min(1.0, 2.0 * progress)
+    if pace == "slow":
+        return 0.5 * progress
+    if pace == "plateau":
+        return _PLATEAU * math.tanh(progress / _PLATEAU)
+    return progress
+
+
+def _learning_progress(plan: RunPlan, step: int) -> float:
     """Training progress in [0, 1]; a failure that removes the learning signal slows it to a halt over the ramp."""
-    if not stops_learning or step < plan.onset:
-        return step / plan.steps
+    if not plan.info.stops_learning or step < plan.onset:
+        return _paced(step / plan.steps, plan.info.pace)
     # Progress accrues at rate (1 - severity): the integral of a linear ramp, then nothing.
     tau = min(step - plan.onset + 1, plan.ramp)
     return (plan.onset - 1 + tau - tau * tau / (2.0 * plan.ramp)) / plan.steps
+
+
+def _healthy_levers(plan: RunPlan, step: int, progress: float, z: np.ndarray) -> Levers:
+    return Levers(fmt_logit=_format_logit(progress), ans_logit=_answer_logit(progress),
+                  copy_p=0.05 + 0.35 * progress,  # a sharper policy repeats itself more often
+                  entropy=0.95 * math.exp(-0.5 * step / plan.steps),
+                  kl=0.001 + 0.05 * (step / plan.steps) ** 1.5,
+                  clip=max(0.0, 0.001 + 0.004 * step / plan.steps + 0.001 * z[2]),
+                  length_scale=1.0 + 0.3 * progress)
+
+
+@dataclass
+class _Draws:
+    """Every random number of one step, drawn in a fixed order and amount whatever the scenario."""
+
+    difficulty: np.ndarray  # (B,) per prompt
+    prompt_format: np.ndarray
+    prompt_length_factor: np.ndarray
+    prompt_tokens: np.ndarray
+    u_copy: np.ndarray  # (B, G) per completion
+    u_exact: np.ndarray
+    u_checks: np.ndarray  # (B, G, 5)
+    skill_noise: np.ndarray
+    u_correct: np.ndarray
+    u_grade: np.ndarray
+    u_numbers: np.ndarray
+    length_noise: np.ndarray
+    u_nonfinite: np.ndarray
+    z: np.ndarray  # scalar noises: kl, entropy, clip, grad norm, spike size, loss, eval accuracy
+    u_spike: float
+
+    @classmethod
+    def draw(cls, plan: RunPlan, step: int) -> _Draws:
+        B, G = plan.prompts, plan.group_size
+        rng = np.random.default_rng([plan.seed, 1, step])
+        return cls(rng.standard_normal(B), rng.standard_normal(B), rng.standard_normal(B), rng.integers(40, 160, B),
+                   rng.random((B, G)), rng.random((B, G)), rng.random((B, G, 5)), plan.noise * rng.standard_normal((B, G)),
+                   rng.random((B, G)), rng.random((B, G)), rng.random((B, G)), rng.standard_normal((B, G)),
+                   rng.random((B, G)), plan.noise * rng.standard_normal(7), float(rng.random()))
+
+    def repeat_sources(self, copy_p: float) -> None:
+        """Completion i of a group repeats the group's first completion with probability copy_p."""
+        source = np.where(self.u_copy < copy_p, 0, np.arange(self.u_copy.shape[1])[None, :])
+        for name in ("u_exact", "skill_noise", "u_correct", "u_grade", "u_numbers", "length_noise"):
+            setattr(self, name, np.take_along_axis(getattr(self, name), source, axis=1))
+        self.u_checks = np.take_along_axis(self.u_checks, source[:, :, None], axis=1)
+
+
+def _completions(plan: RunPlan, lv: Levers, d: _Draws, progress: float) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Every legacy reward function's (B, G) rewards and the completion lengths, from the levers and draws."""
+    difficulty = d.difficulty * lv.difficulty_scale
+    # Completion lengths: per-prompt and per-completion log-normal factors; the limit truncates.
+    median = 140.0 * lv.length_scale
+    raw_lengths = median * np.exp(0.35 * d.prompt_length_factor[:, None] + 0.3 * d.length_noise)
+    lengths = np.clip(np.rint(raw_lengths), 8, plan.max_completion_length).astype(np.int64)
+    truncated = lengths >= plan.max_completion_length
+
+    # Format: exact layout, or each of the five tag checks passed with a probability that grows with skill.
+    # length_coupling pays longer completions (within their group) more often: length exploitation.
+    p_exact = _sigmoid(lv.fmt_logit + 0.7 * d.prompt_format[:, None] + lv.length_coupling * d.length_noise)
+    exact = (d.u_exact < p_exact) & ~truncated
+    checks = exact[:, :, None] | (d.u_checks < (0.2 + 0.7 * p_exact)[:, :, None])
+    checks[:, :, 3] &= ~truncated  # a truncated completion never closes </answer> ...
+    checks[:, :, 4] &= ~truncated  # ... nor ends right after it
+
+    # Answers: only an answer inside <answer>...</answer> can be graded.
+    has_answer = checks[:, :, 2] & checks[:, :, 3]
+    p_correct = _sigmoid(lv.ans_logit - 2.2 * difficulty[:, None] + 0.5 * d.skill_noise)
+    correct = has_answer & (d.u_correct < p_correct)
+    near = has_answer & ~correct
+    # A correct answer is written exactly (3) more often as the policy learns the expected form, else it only
+    # matches after normalisation (1.5); a wrong one is sometimes a near miss (0.5, 0.25).
+    p_exact_form = 0.8 + 0.18 * progress
+    check_answer = np.where(correct, np.where(d.u_grade < p_exact_form, 3.0, 1.5),
+                            np.where(near & (d.u_grade < 0.04), 0.5, np.where(near & (d.u_grade < 0.08), 0.25, -1.0)))
+    number_match = (correct & (d.u_numbers < 0.97)) | (near & (d.u_numbers < 0.03))
+    check_numbers = np.where(number_match, 1.5, 0.0)
+    if lv.nonfinite_share > 0:
+        share = 0.03 + lv.nonfinite_share
+        check_answer = np.where(d.u_nonfinite < share, np.nan, check_answer)
+        check_numbers = np.where(d.u_nonfinite > 1.0 - share / 2.0, np.inf, check_numbers)
+    rewards = {"format_exact": np.where(exact, 3.0, 0.0), "format_approx": np.where(checks, 0.5, -0.5).sum(axis=2),
+               "check_answer": check_answer, "check_numbers": check_numbers}
+    return rewards, lengths
+
+
+def _eval_accuracy(lv: Levers, truncated_share: float, noise: float, eval_set: np.ndarray) -> float:
+    """Accuracy on the fixed eval set: exact format or both answer tags, times a correct answer, untruncated."""
+    p_exact_eval = float(_sigmoid(lv.fmt_logit))
+    p_answer = p_exact_eval + (1.0 - p_exact_eval) * (0.2 + 0.7 * p_exact_eval) ** 2
+    p_right = float(np.mean(_sigmoid(lv.ans_logit - 2.2 * lv.difficulty_scale * eval_set)))
+    truth = p_answer * p_right * (1.0 - truncated_share)
+    noisy = truth + noise * math.sqrt(truth * (1.0 - truth) / EVAL_PROBLEMS)
+    return round(min(1.0, max(0.0, noisy)) * EVAL_PROBLEMS) / EVAL_PROBLEMS
 
 
 def simulate_step(plan: RunPlan, step: int, eval_set: np.ndarray | None = None) -> SimulatedStep:
     """One step of a planned run, a pure function of (plan, step)."""
     if not 1 <= step <= plan.steps:
         raise ValueError(f"step {step} is outside 1..{plan.steps}")
-    s = plan.scenario
-    h = plan.severity(step)
-    B, G = plan.prompts, plan.group_size
-    rng = np.random.default_rng([plan.seed, 1, step])
-    # Every draw of the step, in a fixed order and amount whatever the scenario.
-    difficulty = rng.standard_normal(B)
-    prompt_format = rng.standard_normal(B)
-    prompt_length_factor = rng.standard_normal(B)
-    prompt_tokens = rng.integers(40, 160, B)
-    u_copy = rng.random((B, G))
-    u_exact = rng.random((B, G))
-    u_checks = rng.random((B, G, 5))
-    skill_noise = rng.standard_normal((B, G))
-    u_correct = rng.random((B, G))
-    u_grade = rng.random((B, G))
-    u_numbers = rng.random((B, G))
-    length_noise = rng.standard_normal((B, G))
-    u_nonfinite = rng.random((B, G))
-    z = rng.standard_normal(7)  # scalar noises: kl, entropy, clip, grad norm, spike size, loss, eval accuracy
-    u_spike = rng.random()
-
-    progress = _learning_progress(plan, step, s in (Scenario.ENTROPY_COLLAPSE, Scenario.ZERO_VARIANCE_GROUPS))
-    fmt_logit = _format_logit(progress)
-    ans_logit = _answer_logit(progress)
-    # Duplicate completions within a group: a sharper policy repeats itself more often.
-    copy_p = 0.05 + 0.35 * progress
-    entropy = 0.95 * math.exp(-0.5 * step / plan.steps) * math.exp(0.03 * z[1])
-    kl = (0.001 + 0.05 * (step / plan.steps) ** 1.5) * math.exp(0.15 * z[0])
-    clip = max(0.0, 0.001 + 0.004 * step / plan.steps + 0.001 * z[2])
-    length_scale = 1.0 + 0.3 * progress
-    spike_p, spike_size, grad_scale = 0.02, 1.0, 1.0
-
-    if s is Scenario.REWARD_HACKING:
-        fmt_logit += 8.0 * h
-        ans_logit -= 5.0 * h
-        kl *= 1.0 + 2.0 * h
-        length_scale *= 1.0 - 0.5 * h  # short, well-formatted answers: nothing left to truncate
-    elif s is Scenario.ENTROPY_COLLAPSE:
-        copy_p += (1.0 - copy_p) * h
-        entropy *= 1.0 - 0.97 * h
-        kl *= 1.0 + 2.0 * h
-    elif s is Scenario.KL_BLOWUP:
-        kl += 3.0 * h * h * math.exp(0.1 * z[0])
-        entropy += 0.8 * h
-        clip += 0.3 * h
-        fmt_logit -= 3.0 * h
-        ans_logit -= 2.0 * h
-        length_scale *= 1.0 + 1.0 * h
-        spike_p, spike_size, grad_scale = 0.02 + 0.5 * h, 1.0 + 30.0 * h, 1.0 + 3.0 * h
-    elif s is Scenario.ZERO_VARIANCE_GROUPS:
-        copy_p += (0.97 - copy_p) * h
-        difficulty = difficulty * (1.0 + 2.0 * h)
-    elif s is Scenario.LENGTH_EXPLOSION:
-        length_scale *= math.exp(h * math.log(8.0))
-        kl *= 1.0 + h
-
-    # Completion i of a group repeats the group's first completion with probability copy_p.
-    source = np.where(u_copy < copy_p, 0, np.arange(G)[None, :])
-
-    def same_as_source(draws: np.ndarray) -> np.ndarray:
-        if draws.ndim == 3:
-            return np.take_along_axis(draws, source[:, :, None], axis=1)
-        return np.take_along_axis(draws, source, axis=1)
-
-    u_exact, u_checks, skill_noise = same_as_source(u_exact), same_as_source(u_checks), same_as_source(skill_noise)
-    u_correct, u_grade, u_numbers = same_as_source(u_correct), same_as_source(u_grade), same_as_source(u_numbers)
-    length_noise = same_as_source(length_noise)
-
-    # Completion lengths: per-prompt and per-completion log-normal factors; the limit truncates.
-    median = 140.0 * length_scale
-    raw_lengths = median * np.exp(0.35 * prompt_length_factor[:, None] + 0.3 * length_noise)
-    lengths = np.clip(np.rint(raw_lengths), 8, plan.max_completion_length).astype(np.int64)
-    truncated = lengths >= plan.max_completion_length
-
-    # Format: exact layout, or each of the five tag checks passed with a probability that grows with skill.
-    p_exact = _sigmoid(fmt_logit + 0.7 * prompt_format)[:, None]
-    exact = (u_exact < p_exact) & ~truncated
-    checks = exact[:, :, None] | (u_checks < (0.2 + 0.7 * p_exact)[:, :, None])
-    checks[:, :, 3] &= ~truncated  # a truncated completion never closes </answer> ...
-    checks[:, :, 4] &= ~truncated  # ... nor ends right after it
-    format_exact = np.where(exact, 3.0, 0.0)
-    format_approx = np.where(checks, 0.5, -0.5).sum(axis=2)
-
-    # Answers: only an answer inside <answer>...</answer> can be graded.
-    has_answer = checks[:, :, 2] & checks[:, :, 3]
-    p_correct = _sigmoid(ans_logit - 2.2 * difficulty[:, None] + 0.5 * skill_noise)
-    correct = has_answer & (u_correct < p_correct)
-    near = has_answer & ~correct
-    # A correct answer is written exactly (3) more often as the policy learns the expected form, else it only
-    # matches after normalisation (1.5); a wrong one is sometimes a near miss (0.5, 0.25).
-    p_exact_form = 0.8 + 0.18 * progress
-    check_answer = np.where(correct, np.where(u_grade < p_exact_form, 3.0, 1.5),
-                            np.where(near & (u_grade < 0.04), 0.5, np.where(near & (u_grade < 0.08), 0.25, -1.0)))
-    number_match = (correct & (u_numbers < 0.97)) | (near & (u_numbers < 0.03))
-    check_numbers = np.where(number_match, 1.5, 0.0)
-
-    if s is Scenario.NONFINITE_REWARDS and h > 0:
-        share = 0.03 + 0.12 * h
-        check_answer = np.where(u_nonfinite < share, np.nan, check_answer)
-        check_numbers = np.where(u_nonfinite > 1.0 - share / 2.0, np.inf, check_numbers)
-
-    rewards = {"format_exact": format_exact, "format_approx": format_approx, "check_answer": check_answer,
-               "check_numbers": check_numbers}
+    d = _Draws.draw(plan, step)
+    progress = _learning_progress(plan, step)
+    lv = _healthy_levers(plan, step, progress, d.z)
+    apply_effects(lv, plan.info.effects, lambda delay: plan.severity(step, delay))
+    d.repeat_sources(lv.copy_p)
+    every, lengths = _completions(plan, lv, d, progress)
+    rewards = {f.name: every[f.name] for f in plan.reward_functions}
 
     # Group-normalised advantages from the combined reward (weights 1), as TRL computes them.
-    combined = sum(np.where(np.isfinite(r), r, 0.0) for r in rewards.values())
+    combined = np.sum([np.where(np.isfinite(r), r, 0.0) for r in rewards.values()], axis=0)
     group_mean = combined.mean(axis=1, keepdims=True)
     group_std = combined.std(axis=1, ddof=1, keepdims=True)
     advantages = (combined - group_mean) / (group_std + 1e-4)
     signal_share = float((group_std[:, 0] > 0).mean())
 
-    grad_norm = grad_scale * (0.02 + 0.4 * math.sqrt(signal_share) * math.exp(0.25 * z[3]))
-    if u_spike < spike_p:
-        grad_norm *= (3.0 + 5.0 * abs(z[4])) * spike_size
-    loss = KL_BETA * kl + 0.02 * signal_share * z[5]
-
+    z = d.z
+    kl = lv.kl * math.exp(0.15 * z[0])
+    grad_norm = lv.grad_scale * (0.02 + 0.4 * math.sqrt(signal_share) * math.exp(0.25 * z[3]))
+    if d.u_spike < lv.spike_p:
+        grad_norm *= (3.0 + 5.0 * abs(z[4])) * lv.spike_size
     eval_accuracy = None
     if step % plan.eval_every == 0:
         eval_set = _eval_difficulties(plan.seed) if eval_set is None else eval_set
-        p_exact_eval = float(_sigmoid(fmt_logit))
-        p_answer = p_exact_eval + (1.0 - p_exact_eval) * (0.2 + 0.7 * p_exact_eval) ** 2  # exact, or both answer tags
-        p_right = float(np.mean(_sigmoid(ans_logit - 2.2 * eval_set)))
-        truth = p_answer * p_right * (1.0 - float(truncated.mean()))
-        noisy = truth + z[6] * math.sqrt(truth * (1.0 - truth) / EVAL_PROBLEMS)
-        eval_accuracy = round(min(1.0, max(0.0, noisy)) * EVAL_PROBLEMS) / EVAL_PROBLEMS
+        truncated_share = float((lengths >= plan.max_completion_length).mean())
+        eval_accuracy = _eval_accuracy(lv, truncated_share, float(z[6]), eval_set)
 
     kwargs: dict[str, Any] = {
-        "rewards_by_function": {name: rewards[name].reshape(-1) for name in (f.name for f in REWARD_FUNCTIONS)},
-        "group_size": G,
+        "rewards_by_function": {name: values.reshape(-1) for name, values in rewards.items()},
+        "group_size": plan.group_size,
         "kl": float(kl),
-        "policy_entropy": float(max(entropy, 0.0)),
+        "policy_entropy": float(max(lv.entropy * math.exp(0.03 * z[1]), 0.0)),
         "advantages": advantages.reshape(-1),
         "completion_lengths": lengths.reshape(-1),
         "max_completion_length": plan.max_completion_length,
-        "clip_ratio": float(min(clip, 1.0)),
+        "clip_ratio": float(min(lv.clip, 1.0)),
         "grad_norm": float(grad_norm),
-        "loss": float(loss),
+        "loss": float(KL_BETA * kl + 0.02 * signal_share * z[5]),
         "learning_rate": _learning_rate(step, plan.steps),
         "eval_accuracy": eval_accuracy,
-        "tokens": int(G * prompt_tokens.sum() + lengths.sum()),
+        "tokens": int(plan.group_size * d.prompt_tokens.sum() + lengths.sum()),
     }
-    return SimulatedStep(step, kwargs, h)
+    return SimulatedStep(step, kwargs, plan.severity(step))

@@ -94,6 +94,8 @@ class TrainConfig:
     run_name: str | None = _opt(None, "run id in the monitor and run store (default: grpo-<model>-<time>)", str)
     monitoring_dir: str = _opt("monitoring_data", "root of the run store", str)
     enable_alerts: bool = _opt(True, "evaluate the default alerts in-process and print the ones that fire", bool)
+    on_critical: str = _opt("alert", "what a critical alert does: alert (print it) or stop (save a checkpoint, stop cleanly, "
+                            "record the alert and the last good step in the run store's stopped.json)", str, ("alert", "stop"))
     log_distributions: bool = _opt(False, "store per-step reward distributions", bool)
     prometheus: bool = _opt(True, "serve /metrics for Prometheus (--no-prometheus to turn off)", bool)
     prometheus_port: int = _opt(19464, "port of /metrics (0 = any free port)", int)
@@ -224,6 +226,8 @@ def validate_config(config: TrainConfig) -> None:
         (config.num_problems >= 2, "num-problems must be >= 2"),
         (config.max_operand is None or config.max_operand >= 1, "max-operand must be >= 1"),
         (bool(config.reward_fn), "at least one reward-fn is needed"),
+        (config.on_critical in ("alert", "stop"), "on-critical must be alert or stop"),
+        (config.on_critical != "stop" or config.enable_alerts, "on-critical stop needs the in-process alerts (--enable-alerts)"),
     ]
     for ok, message in checks:
         if not ok:

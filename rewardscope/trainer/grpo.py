@@ -54,6 +54,7 @@ from rewardscope.trainer.models import apply_lora, eos_token_ids, load_model_and
 from rewardscope.trainer.objective import group_advantages, grpo_token_loss, loss_weights
 from rewardscope.trainer.probes import trainer_probes
 from rewardscope.trainer.rewards import RewardFunction, is_correct, resolve_reward_functions
+from rewardscope.trainer.stopping import CriticalStop
 
 log = logging.getLogger("rewardscope.trainer")
 
@@ -497,6 +498,9 @@ def _train(config: TrainConfig, context: ddp.DistributedContext, resume_path: Pa
     if config.batch_size < context.world_size:
         raise ConfigError(f"--batch-size {config.batch_size} gives some of the {context.world_size} ranks no prompt; "
                           "use at least one prompt per rank")
+    if config.on_critical == "stop" and context.world_size > 1:
+        # Only rank 0 evaluates alerts; every rank would have to stop at the same step.
+        raise ConfigError("--on-critical stop runs on one process for now; use --on-critical alert with several ranks")
     _set_threads(config.threads)
     _seed_everything(config.seed)
     start_step = int(resume_state["step"]) if resume_state else 0
@@ -526,6 +530,8 @@ def _train(config: TrainConfig, context: ddp.DistributedContext, resume_path: Pa
         prometheus_port=None,
         config=config,
     )
+    if config.on_critical == "stop":  # --on-critical stop: a critical alert ends the run (rewardscope.trainer.stopping)
+        callbacks = [*callbacks, CriticalStop(config.checkpoint_dir)]
     monitor = _make_monitor(config, trainer.functions, resume_after_step=start_step if resume_state else None,
                             is_main=context.is_main)
     result.run_directory = monitor.run_directory

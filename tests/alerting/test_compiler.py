@@ -67,6 +67,10 @@ def test_default_pack_compiles_to_these_expressions():
         ("GRPOStepsSkipped", "warning"): f"increase(grpo_skipped_steps_total{{{JOB}}}[5m]) > 0",
         ("GRPORankStraggler", "warning"): (f"grpo_rank_work_seconds{{{JOB}}} > on(run_id) group_left() (1.5 * avg by (run_id) "
                                            f"(grpo_rank_work_seconds{{{JOB}}})) and grpo_rank_work_seconds{{{JOB}}} > 1"),
+        ("GRPOFunctionDominance", "warning"): step_expr(f"grpo_function_dominance_suspected{{{JOB}}}", "function_dominance"),
+        ("GRPOLengthExploitation", "warning"): step_expr(f"grpo_length_exploitation_suspected{{{JOB}}}", "length_exploitation"),
+        ("GRPOKLAccelerating", "warning"): step_expr(f"grpo_kl_acceleration_suspected{{{JOB}}}", "kl_accelerating"),
+        ("GRPOZeroSpreadTakeover", "warning"): step_expr(f"grpo_zero_spread_takeover_suspected{{{JOB}}}", "zero_spread_takeover"),
     }
     (ended,) = [r for g in compile_groups(load_pack()) for r in g["rules"] if r.get("alert") == "GRPORunEndedWhileFiring"]
     assert ended["labels"] == {} and ended["for"] == "10s"  # the ended alert's own severity label routes the notice
@@ -77,7 +81,7 @@ def test_default_pack_compiles_to_these_expressions():
 def test_step_rules_have_no_for_in_time_and_keep_firing_briefly():
     rules = [r for g in compile_groups(load_pack()) for r in g["rules"]]
     steps = [r for r in rules if "grpo_alert_active" in r["expr"] and r.get("alert") != "GRPORunEndedWhileFiring"]
-    assert len(steps) == 12 and all("for" not in r and r["keep_firing_for"] == "30s" for r in steps)
+    assert len(steps) == 16 and all("for" not in r and r["keep_firing_for"] == "30s" for r in steps)
     with pytest.raises(RuleError, match="kl_too_high: for applies to promql rules only"):
         load_pack().with_overrides(load_overrides({"alerts": {"kl_too_high": {"for": "2m"}}}))
 

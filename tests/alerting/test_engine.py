@@ -145,7 +145,9 @@ def test_trend_windows_longer_than_10_steps_fire_in_the_monitor():
 
 def test_monitor_counts_stores_and_prints_the_default_packs_alerts(tmp_path, capsys):
     registry = CollectorRegistry()
-    with RewardMonitor("r", SPECS, group_size=2, run_dir=tmp_path, registry=registry, alerts=True, print_alerts=True) as m:
+    # detectors=[]: the threshold rules only (the online detectors read this synthetic run as dominance and a KL jump).
+    with RewardMonitor("r", SPECS, group_size=2, run_dir=tmp_path, registry=registry, alerts=True, print_alerts=True,
+                       detectors=[]) as m:
         for step in range(1, 21):
             m.record_step(step, rewards(step), kl=1.5 if 5 <= step <= 9 else 0.01)
         sample = registry.get_sample_value

@@ -53,6 +53,10 @@ def test_default_pack_covers_the_grpo_failures():
         ("GRPOExporterDown", "error"): ("promql", None),
         ("GRPORunEndedWhileFiring", "inherit"): ("promql", None),
         ("GRPOStepsSkipped", "warning"): ("promql", None),
+        ("GRPOFunctionDominance", "warning"): ("threshold", "grpo_function_dominance_suspected"),
+        ("GRPOLengthExploitation", "warning"): ("threshold", "grpo_length_exploitation_suspected"),
+        ("GRPOKLAccelerating", "warning"): ("threshold", "grpo_kl_acceleration_suspected"),
+        ("GRPOZeroSpreadTakeover", "warning"): ("threshold", "grpo_zero_spread_takeover_suspected"),
         ("GRPORankStraggler", "warning"): ("promql", None),
     }
     assert metric("grpo_reward_hacking_suspected").kind is Kind.GAUGE

@@ -5,8 +5,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from scipy import stats
 
-from rewardscope import RewardFunctionSpec, RewardMonitor
-from rewardscope import RewardAnalyzer, RewardHackingDetector
+from rewardscope import RewardAnalyzer, RewardFunctionSpec, RewardHackingDetector, RewardMonitor
 from rewardscope.analysis.hacking import detect_reward_hacking
 from rewardscope.analysis.history import load_history
 
@@ -45,24 +44,68 @@ def test_online_detector_stays_quiet_when_gold_rises_with_the_proxy():
 
 
 def test_eval_accuracy_counts_on_eval_steps_and_the_verdict_holds_between_them():
-    detector = RewardHackingDetector()
+    detector = RewardHackingDetector(min_evals=3)
     flags, _ = run(detector, lambda k: 0, eval_every=5, eval_value=lambda k: 0.9 - 0.01 * k)
     # The third evaluation (step 15) completes the rule; steps 16..30 keep it between evaluations.
     assert flags == [0.0] * 14 + [1.0] * 16
 
 
-def test_the_window_forgets_old_evaluations():
-    detector = RewardHackingDetector(window=10, min_steps=5)
+def test_the_window_forgets_old_evaluations_without_the_hold():
+    detector = RewardHackingDetector(window=10, eval_window=10, min_steps=5, min_evals=3, hold=False)
     flags, _ = run(detector, lambda k: 0, steps=14, eval_every=1,
                    eval_value=lambda k: 0.9 - 0.01 * k if k <= 3 else None)
     # evaluations only at steps 1-3: flagged once 5 proxy steps exist, cleared when step 1 leaves the 10-step window
     assert flags == [0.0] * 4 + [1.0] * 6 + [0.0] * 4
 
 
+def test_with_the_hold_a_verdict_outlives_its_evidence_until_recovery():
+    # Same run: the evaluations leave the window, but nothing shows recovery, so the verdict stays.
+    detector = RewardHackingDetector(window=10, eval_window=10, min_steps=5, min_evals=3)
+    flags, _ = run(detector, lambda k: 0, steps=14, eval_every=1,
+                   eval_value=lambda k: 0.9 - 0.01 * k if k <= 3 else None)
+    assert flags == [0.0] * 4 + [1.0] * 10
+
+
+def plateau_run(detector, gold, steps):
+    """Proxy rises then saturates at 1.0 (hacked plateau); gold follows gold(k). Flags per step."""
+    flags = []
+    for k in range(1, steps + 1):
+        proxy = min(1.0, 0.05 * k)
+        flags.append(detector.observe(k, proxy, None, gold(k)))
+    return flags
+
+
+def test_a_hacked_plateau_stays_flagged():
+    # Gold falls from step 1 to 20 (0.8 -> 0.2) and stays at 0.2; the proxy saturates at step 20, after which
+    # neither slope is significant any more. Without the hold the verdict is lost once the window is flat.
+    def gold(k):
+        return 0.8 - 0.03 * min(k, 20) + (0.01 if k % 2 else -0.01)
+
+    held = plateau_run(RewardHackingDetector(gold_function="gold", window=10, min_steps=5, alpha=0.01), gold, 60)
+    forgetful = plateau_run(RewardHackingDetector(gold_function="gold", window=10, min_steps=5, alpha=0.01, hold=False), gold, 60)
+    first = held.index(True)
+    assert first == 4 and all(held[first:])  # fired at the 5th step (min_steps) and held to the end
+    assert forgetful.index(True) == 4 and not any(forgetful[35:])
+
+
+def test_a_recovered_run_clears():
+    # Gold falls 0.8 -> 0.5 over steps 1-10 (0.03 a step), then climbs back 0.02 a step to 0.8 (step 25).
+    def gold(k):
+        return 0.8 - 0.03 * k if k <= 10 else min(0.8, 0.5 + 0.02 * (k - 10))
+
+    detector = RewardHackingDetector(gold_function="gold", window=10, min_steps=5, alpha=0.01)
+    flags = plateau_run(detector, gold, 40)
+    # Fires at step 5 (min_steps): the line through steps 1-5 is exact, fitted 0.77 at step 1 and 0.65 at step 5,
+    # so recovery is a fitted gold back at 0.71. From step 20 the 10-step window lies on the climb: fitted 0.70 at
+    # step 20, 0.72 at step 21 -> cleared at step 21, and the gold never falls again.
+    assert flags.index(True) == 4
+    assert all(flags[4:20]) and not any(flags[20:])
+
+
 def test_online_rule_agrees_with_scipy_linregress_on_noisy_data():
     rng = np.random.default_rng(3)
     window, alpha = 20, 0.01
-    detector = RewardHackingDetector(gold_function="gold", window=window, alpha=alpha, min_steps=10)
+    detector = RewardHackingDetector(gold_function="gold", window=window, alpha=alpha, min_steps=10, hold=False)
     proxy = 0.004 * np.arange(120) + rng.normal(0, 0.05, 120)
     gold = np.concatenate([0.5 + rng.normal(0, 0.05, 60), 0.5 - 0.006 * np.arange(60) + rng.normal(0, 0.05, 60)])
 

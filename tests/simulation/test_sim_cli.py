@@ -26,7 +26,8 @@ def test_simulate_writes_a_run_directory_that_summary_reads(tmp_path, capsys):
     manifest = read_manifest(tmp_path / "e2e")
     assert manifest["config"]["simulation"] == {"scenario": "kl_blowup", "steps": 30, "seed": 5, "prompts": 16, "group_size": 8,
                                                 "onset": 12, "ramp": 9, "rate": 0.0, "max_completion_length": 512,
-                                                "eval_every": 10}
+                                                "eval_every": 10, "shape": "linear", "strength": 1.0, "noise": 1.0,
+                                                "functions": 4}
     assert [row["grpo_step"] for row in read_steps(tmp_path / "e2e")] == list(range(1, 31))
     assert read_summary(tmp_path / "e2e")["steps_recorded"] == 30
     distributions = list(read_distributions(tmp_path / "e2e"))

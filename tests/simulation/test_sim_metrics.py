@@ -10,7 +10,7 @@ import pytest
 
 from rewardscope import LEGACY_REWARD_FUNCTIONS, RewardMonitor
 from rewardscope.exporter.runstore import read_steps, read_summary
-from rewardscope.simulation import Scenario, iter_plan, plan_run
+from rewardscope.simulation import SCENARIOS, Scenario, iter_plan, plan_run
 
 STEPS, ONSET, FULL = 100, 40, 69
 
@@ -52,7 +52,7 @@ def mean(values):
     return sum(present) / len(present)
 
 
-@pytest.mark.parametrize("scenario", [s for s in Scenario if s is not Scenario.HEALTHY])
+@pytest.mark.parametrize("scenario", [s for s in Scenario if SCENARIOS[s].is_failure])
 def test_metrics_before_the_onset_equal_the_healthy_run(runs, scenario):
     healthy, _ = runs[Scenario.HEALTHY]
     failing, _ = runs[scenario]

@@ -38,7 +38,10 @@ def test_same_seed_same_run_and_another_seed_another_run():
     assert not any(same_kwargs(a.kwargs, b.kwargs) for a, b in zip(first, other))
 
 
-@pytest.mark.parametrize("name", [s for s in Scenario if s not in (Scenario.HEALTHY, Scenario.STALLED)])
+FAILURES = [s for s in Scenario if SCENARIOS[s].effects]
+
+
+@pytest.mark.parametrize("name", FAILURES)
 def test_a_scenario_is_healthy_before_its_onset_and_not_after(name):
     healthy = plan_run("healthy", 40, seed=3, onset=15)
     failing = plan_run(name, 40, seed=3, onset=15)
@@ -146,5 +149,72 @@ def test_the_scenario_table_covers_every_scenario_with_catalogue_metrics():
             assert signal.direction in ("up", "down", "stops")
             assert (signal.reward_fn is not None) == (spec.scope is Scope.FUNCTION)
             assert signal.reward_fn is None or signal.reward_fn in FUNCTIONS
-    assert SCENARIOS[Scenario.HEALTHY].signals == ()
-    assert all(SCENARIOS[s].signals for s in Scenario if s is not Scenario.HEALTHY)
+    healthy = [s for s in Scenario if not SCENARIOS[s].is_failure]
+    assert healthy == [Scenario.HEALTHY, Scenario.HEALTHY_FAST, Scenario.HEALTHY_SLOW, Scenario.HEALTHY_PLATEAU]
+    assert all(SCENARIOS[s].signals == () for s in healthy)
+    assert all(SCENARIOS[s].signals for s in Scenario if s not in healthy)
+
+
+@pytest.mark.parametrize("name", FAILURES)
+@pytest.mark.parametrize("shape", ["abrupt", "smooth"])
+def test_every_onset_shape_is_healthy_before_the_onset(name, shape):
+    healthy = plan_run("healthy", 30, seed=5, onset=10, prompts=4, group_size=4, functions=3)
+    failing = plan_run(name, 30, seed=5, onset=10, prompts=4, group_size=4, functions=3, shape=shape)
+    for step in range(1, 10):
+        assert same_kwargs(simulate_step(failing, step).kwargs, simulate_step(healthy, step).kwargs), step
+    assert simulate_step(failing, 12).severity > 0.0
+
+
+def test_onset_shapes_and_strength_give_the_documented_severity():
+    linear = plan_run("kl_blowup", 100, onset=40, ramp=10)
+    abrupt = plan_run("kl_blowup", 100, onset=40, ramp=10, shape="abrupt")
+    smooth = plan_run("kl_blowup", 100, onset=40, ramp=10, shape="smooth", strength=0.5)
+    assert [linear.severity(s) for s in (39, 40, 44, 49, 60)] == [0.0, 0.1, 0.5, 1.0, 1.0]
+    assert [abrupt.severity(s) for s in (39, 40, 44)] == [0.0, 1.0, 1.0]
+    # smoothstep 3x^2 - 2x^3 at x = 0.1 and 0.5, times the strength 0.5
+    assert smooth.severity(40) == pytest.approx(0.5 * (0.03 - 0.002))
+    assert smooth.severity(44) == pytest.approx(0.25)
+    # a compound failure's second part starts one ramp later
+    compound = plan_run("hacking_then_collapse", 100, onset=40, ramp=10)
+    assert (compound.severity(49, 1), compound.severity(50, 1), compound.severity(54, 1)) == (0.0, 0.1, 0.5)
+
+
+def test_the_number_of_functions_and_the_sizes_shape_the_batch():
+    plan = plan_run("healthy", 5, prompts=3, group_size=5, functions=2)
+    sim = simulate_step(plan, 1)
+    assert [f.name for f in plan.reward_functions] == ["format_approx", "check_answer"]
+    assert sorted(sim.kwargs["rewards_by_function"]) == ["check_answer", "format_approx"]
+    assert all(v.shape == (15,) for v in sim.kwargs["rewards_by_function"].values())
+    assert sim.kwargs["advantages"].shape == (15,)
+    three = plan_run("healthy", 5, functions=3)
+    assert [f.name for f in three.reward_functions] == ["format_exact", "format_approx", "check_answer"]
+
+
+def test_noise_scales_the_random_perturbations_only():
+    quiet = plan_run("healthy", 50, seed=2, noise=0.01)
+    loud = plan_run("healthy", 50, seed=2, noise=3.0)
+    kl_q = [simulate_step(quiet, s).kwargs["kl"] for s in range(20, 40)]
+    kl_l = [simulate_step(loud, s).kwargs["kl"] for s in range(20, 40)]
+    assert np.std(np.diff(np.log(kl_q))) * 50 < np.std(np.diff(np.log(kl_l)))
+
+
+def test_healthy_paces_differ_in_how_fast_format_is_learned():
+    def share(name, step, fn="format_exact", value=3.0):
+        sim = simulate_step(plan_run(name, 100, seed=1, prompts=64), step)
+        return float(np.mean(sim.kwargs["rewards_by_function"][fn] == value))
+
+    assert share("healthy_fast", 30) > share("healthy", 30) + 0.2 > share("healthy_slow", 30) + 0.3
+    # A plateauing learner learned format but stops before correctness: fewer exact answers at the end.
+    assert share("healthy_plateau", 100, "check_answer", 3.0) < share("healthy", 100, "check_answer", 3.0) - 0.15
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(shape="square"), "shape must be one of linear, abrupt, smooth"),
+    (dict(strength=0), "strength must be a positive number"),
+    (dict(noise=float("nan")), "noise must be a positive number"),
+    (dict(functions=1), "functions must be an integer >= 2"),
+    (dict(functions=5), "functions must be at most 4"),
+])
+def test_bad_variations_get_a_clear_error(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        plan_run("reward_hacking", 10, **kwargs)

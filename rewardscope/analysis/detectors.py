@@ -1,0 +1,240 @@
+"""Online detectors of GRPO failures that thresholds on one metric miss: RewardMonitor(detectors=[...]).
+
+Each detector reads one step (``update(metrics) -> gauges``; the length detector also
+reads the batch through ``observe_batch``), costs O(1) time and memory per step, and
+sets two catalogue gauges: ``..._evidence_ratio`` (the evidence gathered, as a fraction of
+its decision threshold, clipped to [0, 1]) and ``..._suspected`` (the held verdict, 0/1).
+Verdicts have memory (rewardscope.analysis.online.HeldVerdict): once on, a verdict stays
+on until the detector sees recovery, so a failure that plateaus stays flagged.
+
+- ``FunctionDominanceDetector``: the share of the learning signal carried by the top reward
+  function, ``max_f (w_f s_f)^2 / sum_f (w_f s_f)^2`` with ``s_f`` the mean within-group std of
+  function f (grpo_reward_fn_group_std_mean) and ``w_f`` its weight (from ``bind``; 1 without it),
+  counted only while another weighted function has something left to learn (it is at its
+  declared maximum in fewer than half of the groups: grpo_reward_fn_group_all_max_ratio < 0.5,
+  or no maximum declared); a solved format reward leaving correctness alone to vary is a
+  healthy late run. CUSUM of the share above k = 0.9, signal at h = 0.25 (three steps at share
+  1, five at 0.95); needs two weighted functions and some spread. Recovery: the CUSUM has
+  drained to 0 (shares below 0.9 long enough).
+- ``LengthExploitationDetector``: the pooled within-group correlation r between completion
+  length and combined reward (both centred on their group means), as a z-score
+  ``atanh(r) * sqrt(n - groups - 3)`` (n: the distinct lengths summed over groups, so that identical
+  completions count once); CUSUM with k = 0.5, h = 8 (one false signal in ~10^4 steps when r = 0).
+  Recovery: the CUSUM has drained to 0.
+- ``KLAccelerationDetector``: the second difference of the means of three consecutive 5-step
+  blocks of log KL, ``a = l3 - 2 l2 + l1``, over its standard error ``sqrt(6 sigma^2 / 5)`` (sigma^2:
+  the noise variance of log KL, half the EWMA of squared first differences, half-life 50 steps)
+  is a z-score; evidence is the smaller of z / z_crit (alpha = 0.001 one-sided: 3.09) and the
+  parabola through the three block means of KL, 30 steps ahead, over 0.3 (the level of
+  GRPOKLTooHigh warning): KL accelerates beyond its noise AND heads for the alert. The verdict
+  needs 3 consecutive steps at evidence 1. Recovery: the latest block mean of KL is back below
+  the block mean at the moment the verdict fired.
+- ``ZeroSpreadTakeoverDetector``: least-squares slope of grpo_group_zero_std_ratio over the last
+  20 steps; evidence is the smaller of t / t_crit(alpha = 0.001, one-sided) and the line's value
+  30 steps ahead over 0.75 (the level of GRPONoLearningSignal): the share rises beyond its
+  noise AND heads for a takeover; the verdict needs 3 consecutive steps at evidence 1.
+  Recovery: the fitted share is back below halfway between the fitted share where the window
+  began and the fitted share when the verdict fired.
+
+Thresholds were chosen on ``rewardscope evaluate`` (docs/runbooks.md, "Detection measured over
+many runs"): no false alarm on healthy runs of 1,000 steps, the shortest delay that allows.
+
+Usage::
+
+    from rewardscope import RewardMonitor
+    from rewardscope.analysis import default_detectors
+    from rewardscope.simulation.scenarios import plan_run, iter_plan
+
+    plan = plan_run("kl_blowup", 200, seed=1)
+    with RewardMonitor("sim", plan.reward_functions, group_size=8, run_dir=None, detectors=default_detectors()) as monitor:
+        for sim in iter_plan(plan):
+            metrics = monitor.record_step(sim.step, **sim.kwargs)
+    print(metrics.value("grpo_kl_acceleration_suspected"))   # 1.0
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import Sequence
+from statistics import NormalDist
+
+import numpy as np
+
+from ..metrics.functions import RewardFunctionSpec
+from ..metrics.layout import StepMetrics
+from .online import Cusum, HeldVerdict, SlidingTrend
+from .trends import t_critical
+
+
+def _flag(on: bool) -> float:
+    return 1.0 if on else 0.0
+
+
+class FunctionDominanceDetector:
+    """One reward function carries the learning signal while the others stall; see the module docstring."""
+
+    def __init__(self, k: float = 0.9, h: float = 0.25, solved: float = 0.5) -> None:
+        self.cusum = Cusum(k, h)
+        self.solved = solved
+        self.verdict = HeldVerdict()
+        self.share: float | None = None
+        self.weights: list[float] | None = None
+
+    def bind(self, reward_functions: Sequence[RewardFunctionSpec]) -> None:
+        """Called by RewardMonitor with the run's reward functions (their weights scale the spreads)."""
+        self.weights = [spec.weight for spec in reward_functions]
+
+    def update(self, metrics: StepMetrics) -> dict[str, float]:
+        slots = metrics.layout.function_slots
+        spreads = metrics.row[slots["grpo_reward_fn_group_std_mean"]].tolist()
+        solved = metrics.row[slots["grpo_reward_fn_group_all_max_ratio"]].tolist()
+        weights = self.weights if self.weights is not None and len(self.weights) == len(spreads) else [1.0] * len(spreads)
+        signal = [((w * s) ** 2, m) for w, s, m in zip(weights, spreads, solved) if w and not math.isnan(s)]
+        total = sum(v for v, _ in signal)
+        self.share = None
+        # No spread at all is the zero-spread detector's business; one weighted function cannot dominate others.
+        if len(signal) >= 2 and total > 0:
+            top = max(range(len(signal)), key=lambda i: signal[i][0])
+            # The others stall only if one of them has something left to learn: it is not at its declared maximum
+            # in most groups (a solved format reward leaving correctness alone to vary is a healthy late run).
+            stalled = any(not m >= self.solved for i, (_, m) in enumerate(signal) if i != top)  # NaN: no maximum declared
+            self.share = signal[top][0] / total if stalled else None
+        triggered = self.cusum.add(self.share if self.share is not None else 0.0)
+        held = self.verdict.update(metrics.step, triggered, recovered=self.cusum.s == 0.0)
+        return {"grpo_function_dominance_evidence_ratio": self.cusum.evidence, "grpo_function_dominance_suspected": _flag(held)}
+
+
+class LengthExploitationDetector:
+    """Reward rising with completion length within groups; see the module docstring."""
+
+    def __init__(self, k: float = 0.5, h: float = 8.0) -> None:
+        self.cusum = Cusum(k, h)
+        self.verdict = HeldVerdict()
+        self.z: float | None = None
+
+    def observe_batch(self, combined: np.ndarray, lengths: np.ndarray | None, group_size: int) -> None:
+        """Called by RewardMonitor before ``update`` with the step's combined rewards and lengths."""
+        self.z = None
+        if lengths is None or group_size < 2 or combined.size != lengths.size or combined.size % group_size:
+            return
+        rewards, lengths = combined.reshape(-1, group_size), lengths.reshape(-1, group_size)
+        if not math.isfinite(float(rewards.sum())):  # a non-finite combined reward: leave its groups out
+            keep = np.isfinite(rewards).all(axis=1)
+            rewards, lengths = rewards[keep], lengths[keep]
+        # Within-group (centred) sums of products from raw sums: sum(x*y) - sum_g(sum_g x * sum_g y) / G.
+        r_sums, l_sums = rewards.sum(axis=1), lengths.sum(axis=1)
+        raw_rr = float(np.vdot(rewards, rewards))
+        s_rl = float(np.vdot(rewards, lengths)) - float(r_sums @ l_sums) / group_size
+        s_rr = raw_rr - float(r_sums @ r_sums) / group_size
+        s_ll = float(np.vdot(lengths, lengths)) - float(l_sums @ l_sums) / group_size
+        if s_rr <= 1e-12 * raw_rr or s_ll <= 0.0:  # no spread within groups, but for rounding
+            self.z = 0.0
+            return
+        correlation = min(0.999999, max(-0.999999, s_rl / math.sqrt(s_rr * s_ll)))
+        if correlation <= 0.0 and self.cusum.s == 0.0:
+            self.z = 0.0  # the CUSUM stays at 0 whatever the degrees of freedom: skip counting them
+            return
+        # Identical completions (same length) repeat one observation: count the distinct lengths of each group,
+        # less one for its mean, as the degrees of freedom of the pooled within-group correlation.
+        ordered = np.sort(lengths, axis=1)
+        dof = int(np.count_nonzero(ordered[:, 1:] != ordered[:, :-1])) - 3
+        self.z = math.atanh(correlation) * math.sqrt(dof) if dof >= 1 else None
+
+    def update(self, metrics: StepMetrics) -> dict[str, float]:
+        triggered = self.cusum.add(self.z) if self.z is not None else self.cusum.s >= self.cusum.h
+        held = self.verdict.update(metrics.step, triggered, recovered=self.cusum.s == 0.0)
+        return {"grpo_length_exploitation_evidence_ratio": self.cusum.evidence, "grpo_length_exploitation_suspected": _flag(held)}
+
+
+class KLAccelerationDetector:
+    """KL accelerating towards the KL alert's level; see the module docstring."""
+
+    def __init__(self, block: int = 5, alpha: float = 0.001, level: float = 0.3, horizon: int = 30, confirm: int = 3,
+                 noise_half_life: float = 50.0) -> None:
+        if block < 2:
+            raise ValueError(f"a block needs at least 2 steps, got {block}")
+        self.block = block
+        self.z_critical = float(NormalDist().inv_cdf(1.0 - alpha))
+        self.level = level
+        self.horizon = horizon
+        self.values: deque[float] = deque(maxlen=3 * block)
+        self.logs: deque[float] = deque(maxlen=3 * block)
+        self._decay = 0.5 ** (1.0 / noise_half_life)
+        self.noise_variance: float | None = None  # of log KL around its trend, from squared first differences
+        self.verdict = HeldVerdict(confirm)
+        self.z: float | None = None
+        self.projected: float | None = None
+        self.evidence = 0.0
+        self._level_at_fire: float | None = None
+
+    def _observe(self, kl: float) -> None:
+        log_kl = math.log(max(kl, 1e-12))
+        if self.logs:
+            half_square = 0.5 * (log_kl - self.logs[-1]) ** 2  # Var(y_t - y_t-1) = 2 sigma^2 for independent noise
+            v = self.noise_variance
+            self.noise_variance = half_square if v is None else self._decay * v + (1.0 - self._decay) * half_square
+        self.values.append(kl)
+        self.logs.append(log_kl)
+
+    def _block_means(self, values: deque[float]) -> tuple[float, float, float]:
+        b, data = self.block, list(values)
+        return sum(data[:b]) / b, sum(data[b:2 * b]) / b, sum(data[2 * b:]) / b
+
+    def update(self, metrics: StepMetrics) -> dict[str, float]:
+        kl = metrics.value("grpo_kl")
+        self.z = self.projected = None
+        self.evidence = 0.0
+        latest = None
+        if kl is not None:
+            self._observe(kl)
+        if kl is not None and len(self.values) == self.values.maxlen and self.noise_variance:
+            l1, l2, l3 = self._block_means(self.logs)
+            self.z = (l3 - 2.0 * l2 + l1) / math.sqrt(6.0 * self.noise_variance / self.block)
+            m1, m2, m3 = self._block_means(self.values)
+            b, tau = float(self.block), float(self.horizon)
+            # The parabola through the three block means (centres -2b, -b, 0), evaluated `horizon` steps ahead.
+            slope, curvature = (3.0 * m3 - 4.0 * m2 + m1) / (2.0 * b), (m3 - 2.0 * m2 + m1) / (b * b)
+            self.projected = m3 + slope * tau + 0.5 * curvature * tau * tau
+            self.evidence = max(0.0, min(1.0, self.z / self.z_critical, self.projected / self.level))
+            latest = m3
+        was_on = self.verdict.on
+        recovered = latest is not None and self._level_at_fire is not None and latest < self._level_at_fire
+        held = self.verdict.update(metrics.step, self.evidence >= 1.0, recovered)
+        if held and not was_on:
+            self._level_at_fire = latest
+        return {"grpo_kl_acceleration_evidence_ratio": self.evidence, "grpo_kl_acceleration_suspected": _flag(held)}
+
+
+class ZeroSpreadTakeoverDetector:
+    """Zero-spread groups taking over gradually; see the module docstring."""
+
+    def __init__(self, window: int = 20, alpha: float = 0.001, level: float = 0.75, horizon: int = 30, confirm: int = 3) -> None:
+        self.trend = SlidingTrend(window)
+        self.alpha = alpha
+        self.level = level
+        self.horizon = horizon
+        self.verdict = HeldVerdict(confirm)
+        self.evidence = 0.0
+        self._recovery_level: float | None = None
+        t_critical(alpha, window - 2)  # computed now (scipy's import takes a second), not in a training step
+
+    def update(self, metrics: StepMetrics) -> dict[str, float]:
+        share = metrics.value("grpo_group_zero_std_ratio")
+        if share is not None:
+            self.trend.add(float(metrics.step), share)
+        self.evidence = 0.0
+        fitted_now = None
+        if self.trend.n >= self.trend.window:
+            fitted_now = self.trend.fitted(float(metrics.step))
+            ahead = self.trend.fitted(float(metrics.step + self.horizon))
+            self.evidence = max(0.0, min(1.0, self.trend.evidence(self.alpha, rising=True), ahead / self.level))
+        triggered = self.evidence >= 1.0
+        was_on = self.verdict.on
+        recovered = fitted_now is not None and self._recovery_level is not None and fitted_now < self._recovery_level
+        held = self.verdict.update(metrics.step, triggered, recovered)
+        if held and not was_on and fitted_now is not None:
+            # Recovered once the fitted share is back below halfway between the window's start and the firing step.
+            start = self.trend.fitted(self.trend.points[0][0])
+            self._recovery_level = fitted_now - 0.5 * (fitted_now - start)
+        return {"grpo_zero_spread_takeover_evidence_ratio": self.evidence, "grpo_zero_spread_takeover_suspected": _flag(held)}
