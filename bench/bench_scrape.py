@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_core import GROUP_SIZE, batches, reward_functions  # noqa: E402
+from bench_core import GROUP_SIZE, batches, reward_functions
 
-from rewardscope import RewardMonitor  # noqa: E402
+from rewardscope import RewardMonitor
 
 
 def _scrape(port: int) -> None:
@@ -101,7 +101,7 @@ def main() -> int:
                 stop = threading.Event()
                 recorded = [step]
 
-                def train() -> None:
+                def train(stop: threading.Event = stop, recorded: list[int] = recorded) -> None:
                     while not stop.is_set():
                         monitor.record_step(recorded[0], data[recorded[0] % 8])
                         recorded[0] += 1

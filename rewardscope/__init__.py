@@ -9,13 +9,24 @@ RewardMetricsTracker, DashboardManager, RewardAnalyzer, RealtimeMonitor, AlertLe
 """
 
 from ._version import __version__
+from .analysis import RewardHackingDetector
+from .compat import AlertLevel, DashboardManager, RealtimeMonitor, RewardAnalyzer, RewardMetricsTracker
 from .metrics.functions import LEGACY_REWARD_FUNCTIONS, RewardFunctionSpec
 from .metrics.layout import StepMetrics
 from .metrics.step import StepInputError
 from .monitor import RewardMonitor
-from .analysis import RewardHackingDetector
-from .compat import AlertLevel, DashboardManager, RealtimeMonitor, RewardAnalyzer, RewardMetricsTracker
 
-__all__ = ["RewardMonitor", "RewardFunctionSpec", "StepMetrics", "StepInputError", "LEGACY_REWARD_FUNCTIONS",
-           "RewardAnalyzer", "RewardHackingDetector", "RewardMetricsTracker", "DashboardManager", "RealtimeMonitor", "AlertLevel",
-           "__version__"]
+__all__ = [
+           "LEGACY_REWARD_FUNCTIONS",
+           "AlertLevel",
+           "DashboardManager",
+           "RealtimeMonitor",
+           "RewardAnalyzer",
+           "RewardFunctionSpec",
+           "RewardHackingDetector",
+           "RewardMetricsTracker",
+           "RewardMonitor",
+           "StepInputError",
+           "StepMetrics",
+           "__version__",
+]

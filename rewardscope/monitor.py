@@ -33,17 +33,18 @@ import logging
 import math
 import os
 import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping, Protocol, Sequence
+from typing import Any, Protocol
 
 import numpy as np
 from prometheus_client import CollectorRegistry
 
 from ._version import __version__
 from .alerting.engine import default_trend_requirements
-from .alerting.exposition import alert_state
 from .alerting.events import AlertEvent, format_alert
+from .alerting.exposition import alert_state
 from .distributed import DEFAULT_TIMEOUT_SECONDS, SCALARS, GlobalBatch, LocalShard, RankSignals, ShardGatherer, distributed_world
 from .exporter.base import FanOut, Sink
 from .exporter.console import AlertPrinter
@@ -62,7 +63,7 @@ from .metrics.training import compute_training_statistics
 from .metrics.window import TrendSet
 from .provenance import record_provenance
 
-__all__ = ["RewardMonitor", "AlertEvaluator", "Detector", "format_alert"]
+__all__ = ["AlertEvaluator", "Detector", "RewardMonitor", "format_alert"]
 
 log = logging.getLogger("rewardscope")
 
@@ -467,7 +468,7 @@ class RewardMonitor:
             self.registry.unregister(self._ranks)
         self.fanout.close(self.summary())
 
-    def __enter__(self) -> "RewardMonitor":
+    def __enter__(self) -> RewardMonitor:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -51,7 +51,7 @@ def test_no_parser_accepts_an_abbreviated_flag(capsys):
     parser = build_parser()
     subparsers = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
     assert parser.allow_abbrev is False
-    assert {name: p.allow_abbrev for name, p in subparsers.items()} == {name: False for name in subparsers}
+    assert {name: p.allow_abbrev for name, p in subparsers.items()} == dict.fromkeys(subparsers, False)
     for argv in (["train", "--num-step", "5"], ["simulate", "--scen", "healthy"], ["rules", "--chec"], ["--verb", "rules"]):
         assert exit_code(argv) == 2, argv
         assert "unrecognized arguments: " in capsys.readouterr().err, argv

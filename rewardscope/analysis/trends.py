@@ -17,9 +17,9 @@ Usage::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Sequence
 
 import numpy as np
 
@@ -68,15 +68,14 @@ def fit_trend(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) 
     Points where y is NaN are left out. A perfect line has t = +-inf; a constant
     y has slope 0 and t = 0.
     """
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    present = ~np.isnan(y)
-    x, y = x[present], y[present]
-    n = int(x.size)
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    present = ~np.isnan(ys)
+    px, py = xs[present], ys[present]
+    n = int(px.size)
     if n < 3:
         return None
-    dx = x - x.mean()
-    dy = y - y.mean()
+    dx = px - px.mean()
+    dy = py - py.mean()
     sxx = float(dx @ dx)
     if sxx == 0.0:
         return None
@@ -92,13 +91,12 @@ def fit_trend(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) 
 
 def pearson(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray) -> float | None:
     """Pearson correlation over the points where both are present; None below 3 points or without spread."""
-    x = np.asarray(x, dtype=np.float64)
-    y = np.asarray(y, dtype=np.float64)
-    present = ~(np.isnan(x) | np.isnan(y))
-    x, y = x[present], y[present]
-    if x.size < 3:
+    xs, ys = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    present = ~(np.isnan(xs) | np.isnan(ys))
+    px, py = xs[present], ys[present]
+    if px.size < 3:
         return None
-    dx, dy = x - x.mean(), y - y.mean()
+    dx, dy = px - px.mean(), py - py.mean()
     denominator = math.sqrt(float(dx @ dx) * float(dy @ dy))
     if denominator == 0.0:
         return None

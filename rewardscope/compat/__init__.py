@@ -15,4 +15,4 @@ from .dashboard import DashboardManager
 from .realtime import AlertLevel, RealtimeMonitor
 from .tracker import RewardMetrics, RewardMetricsTracker
 
-__all__ = ["RewardMetricsTracker", "RewardMetrics", "DashboardManager", "RealtimeMonitor", "AlertLevel", "RewardAnalyzer"]
+__all__ = ["AlertLevel", "DashboardManager", "RealtimeMonitor", "RewardAnalyzer", "RewardMetrics", "RewardMetricsTracker"]

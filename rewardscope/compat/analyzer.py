@@ -22,7 +22,8 @@ Usage::
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from ..analysis.hacking import HackingReport, detect_reward_hacking
 from ..analysis.history import StepHistory, load_history, load_run

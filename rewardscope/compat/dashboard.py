@@ -34,9 +34,10 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from ..exporter.base import FanOut, Sink
 from ..exporter.runstore import RunStoreSink
@@ -182,7 +183,7 @@ class DashboardManager:
         if self.sink_errors:
             log.warning("rewardscope: mirror errors during the run: %s", dict(self.sink_errors))
 
-    def __enter__(self) -> "DashboardManager":
+    def __enter__(self) -> DashboardManager:
         return self
 
     def __exit__(self, *exc: object) -> None:

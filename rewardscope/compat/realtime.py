@@ -56,17 +56,18 @@ from __future__ import annotations
 import math
 import numbers
 from collections import Counter, deque
+from collections.abc import Callable, Mapping
 from enum import Enum
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
-from ..metrics.catalogue import CATALOGUE, metric
-from ..metrics.window import RollingWindow
 from ..alerting.engine import AlertEngine
 from ..alerting.events import AlertEvent, AlertState, format_alert
 from ..alerting.pack import AlertPack, load_pack
 from ..alerting.rules import Rule, format_number
+from ..metrics.catalogue import CATALOGUE, metric
+from ..metrics.window import RollingWindow
 from .names import OLD_NAMES
 
 _LEGACY_RUN_KEYS = {s.legacy_key: s.name for s in CATALOGUE if s.legacy_key and "{fn}" not in s.legacy_key}

@@ -34,8 +34,9 @@ from __future__ import annotations
 import math
 import os
 from collections import deque
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -81,7 +82,7 @@ class RewardMetrics:
     step_metrics: StepMetrics | None = field(default=None, repr=False, compare=False)
 
     @classmethod
-    def from_step(cls, metrics: StepMetrics, batch_size: int, keep_distribution: bool = True) -> "RewardMetrics":
+    def from_step(cls, metrics: StepMetrics, batch_size: int, keep_distribution: bool = True) -> RewardMetrics:
         values: dict[str, Any] = {name: metrics.value(catalogue) for name, catalogue in RUN_FIELDS.items()}
         for name, catalogue in FUNCTION_FIELDS.items():
             scale = 100.0 if name in _PERCENT_FIELDS else 1.0
@@ -246,7 +247,7 @@ class RewardMetricsTracker:
     def close(self) -> None:
         self.monitor.close()
 
-    def __enter__(self) -> "RewardMetricsTracker":
+    def __enter__(self) -> RewardMetricsTracker:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -29,7 +29,8 @@ Usage::
 from __future__ import annotations
 
 import logging
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from ..metrics.layout import StepMetrics
 from .record import StepRecord

@@ -13,7 +13,7 @@ Usage::
 from __future__ import annotations
 
 from collections import deque
-from typing import Callable
+from collections.abc import Callable
 
 from ..alerting.events import AlertEvent, AlertState, format_alert
 from .base import Sink

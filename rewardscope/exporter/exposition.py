@@ -21,7 +21,7 @@ Usage::
 from __future__ import annotations
 
 import math
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 from prometheus_client.metrics_core import Metric

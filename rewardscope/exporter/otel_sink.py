@@ -47,7 +47,8 @@ Needs ``pip install 'rewardscope[otel]'`` and, for the built-in exporter,
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from .._version import __version__
 from ..metrics.catalogue import CATALOGUE, Kind, MetricSpec, Scope, metric, stored_metrics

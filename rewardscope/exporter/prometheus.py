@@ -20,6 +20,7 @@ Usage::
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from typing import Any
@@ -89,7 +90,5 @@ class PrometheusSink(Sink):
         finally:
             if self.server is not None:
                 self.server.stop()
-            try:
+            with contextlib.suppress(KeyError):
                 self.registry.unregister(self.collector)
-            except KeyError:
-                pass

@@ -57,9 +57,9 @@ import numpy as np
 
 from ..alerting.events import AlertEvent
 from ..metrics.layout import StepLayout, StepMetrics
+from .base import Sink
 from .jsonl import AppendOnlyFile, ReadStats, cut_torn_tail, iter_lines, lines_backwards, parse_json_line
 from .runlock import RunDirectoryLock, RunDirectoryLocked
-from .base import Sink
 
 log = logging.getLogger("rewardscope")
 

@@ -19,8 +19,8 @@ from __future__ import annotations
 import copy
 import threading
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Sequence
 
 import numpy as np
 
@@ -67,7 +67,7 @@ class RunState:
 
     @classmethod
     def create(cls, run_id: str, specs: Sequence[RewardFunctionSpec], reward_buckets: BucketLayout, *,
-               run_info: dict[str, str] | None = None, max_completion_length: int | None = None) -> "RunState":
+               run_info: dict[str, str] | None = None, max_completion_length: int | None = None) -> RunState:
         specs = tuple(specs)
         return cls(
             run_id=run_id,
@@ -95,9 +95,10 @@ class RunState:
                 counters["grpo_tokens_total"] += record.tokens
             counters["rewardscope_record_seconds_total"] += record.compute_seconds
             positive, negative = record.reward_positive_sums, record.reward_negative_sums
-            if positive is not None and negative is not None and record.reward_bucket_counts is not None:
+            counts, finite = record.reward_bucket_counts, record.reward_finite_counts
+            if positive is not None and negative is not None and counts is not None and finite is not None:
                 # The bank's sums are positive parts: exposed as _sum only for rows declared non-negative, they never decrease.
-                self.reward_histograms.add(record.reward_bucket_counts, positive, record.reward_finite_counts)
+                self.reward_histograms.add(counts, positive, finite)
                 self.function_counters["grpo_reward_fn_positive_sum_total"] += positive[:f]
                 self.function_counters["grpo_reward_fn_negative_sum_total"] += negative[:f]
                 counters["grpo_reward_positive_sum_total"] += positive[f]
@@ -154,7 +155,7 @@ class RunState:
         with self.lock:
             self.ended = True
 
-    def copy(self) -> "RunState":
+    def copy(self) -> RunState:
         """A consistent copy for one scrape, taken under the lock (the scrape counter counts it)."""
         with self.lock:
             self.run_counters["rewardscope_scrapes_total"] += 1

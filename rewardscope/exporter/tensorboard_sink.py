@@ -34,12 +34,13 @@ import json
 import os
 import re
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from ..alerting.events import AlertEvent
 from ..metrics.layout import StepMetrics
-from .wandb_sink import alert_scalars, mirror_key, mirror_scalars, reward_histograms
 from .base import Sink
+from .wandb_sink import alert_scalars, mirror_key, mirror_scalars, reward_histograms
 
 LAYOUT_TAG = "custom_scalars__config__"
 SUMMARY_TAG = "rewardscope/summary"

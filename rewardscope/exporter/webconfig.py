@@ -62,7 +62,7 @@ class WebConfig:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "WebConfig":
+    def load(cls, path: str | os.PathLike) -> WebConfig:
         path = Path(path)
         try:
             data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}

@@ -21,7 +21,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import Enum
 
-
 # Every reason a step can be skipped for: the label values of grpo_skipped_steps_total (StepInputError.reason).
 SKIP_REASONS: tuple[str, ...] = ("step_not_increasing", "empty_batch", "length_mismatch", "group_size_mismatch", "unknown_function",
                                  "missing_function", "not_numeric", "overflow", "group_split", "rank_mismatch")

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Iterable, Sequence
 
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.:-]*")
 

@@ -24,7 +24,7 @@ Usage::
 from __future__ import annotations
 
 import bisect
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -144,7 +144,7 @@ class HistogramBank:
         """Per row: cumulative counts for each upper bound, then +Inf."""
         return [np.cumsum(self.counts[s]) for s in self.layout.slices]
 
-    def copy(self) -> "HistogramBank":
+    def copy(self) -> HistogramBank:
         clone = HistogramBank(self.layout)
         clone.counts, clone.sums, clone.totals = self.counts.copy(), self.sums.copy(), self.totals.copy()
         return clone

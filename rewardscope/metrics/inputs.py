@@ -78,7 +78,7 @@ def _is_real_scalar(value: Any) -> bool:
 
 def as_float(name: str, value: Any) -> float:
     """A real scalar (Python or numpy number, 0-d or 1-element tensor/array) as float, or StepInputError."""
-    if isinstance(value, bool) or isinstance(value, (str, bytes)):
+    if isinstance(value, (bool, str, bytes)):
         raise StepInputError("not_numeric", f"{name} must be a number, got {type(value).__name__}: {value!r}")
     if isinstance(value, numbers.Real):
         return float(value)

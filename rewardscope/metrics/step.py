@@ -24,8 +24,8 @@ Usage::
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import numpy as np
 
@@ -86,7 +86,7 @@ class FunctionTable:
     never_negative: np.ndarray  # (F+1,) bool: a declared minimum >= 0, per function then for the combined reward
 
     @classmethod
-    def build(cls, specs: Sequence[RewardFunctionSpec]) -> "FunctionTable":
+    def build(cls, specs: Sequence[RewardFunctionSpec]) -> FunctionTable:
         specs = tuple(specs)
         weights = np.array([s.weight for s in specs], dtype=np.float64)
         nan = float("nan")

@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Callable, Iterable, Sequence, TextIO
+from collections.abc import Callable, Iterable, Sequence
+from typing import TextIO
 
 from ..alerting.events import AlertEvent, AlertState
 from ..metrics.layout import StepMetrics

@@ -251,7 +251,7 @@ def _load_optimizer_file(file: Path) -> dict[str, Any]:
         raise CheckpointError(f"{file} is missing")
     try:
         payload = torch.load(file, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch.load fails in many ways on a foreign file; all mean "not ours"
+    except Exception as exc:
         first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise CheckpointError(f"{file} is not an optimizer state this trainer wrote (refused: {first_line})") from None
     if not isinstance(payload, dict) or not all(isinstance(payload.get(k), dict) for k in ("optimizer", "scheduler")):

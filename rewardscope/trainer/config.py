@@ -100,6 +100,10 @@ class TrainConfig:
     prometheus: bool = _opt(True, "serve /metrics for Prometheus (--no-prometheus to turn off)", bool)
     prometheus_port: int = _opt(19464, "port of /metrics (0 = any free port)", int)
     prometheus_host: str = _opt("127.0.0.1", "address /metrics listens on (0.0.0.0 in a container, so Prometheus can reach it)", str)
+    prometheus_linger: float = _opt(15.0, "seconds /metrics keeps serving after the run ends, so Prometheus sees grpo_run_ended 1 "
+                                    "and does not take a finished run for a dead one (0 = stop at once)", float)
+    web_config_file: str | None = _opt(None, "TLS and basic auth for /metrics: a web config file in the Prometheus exporter-toolkit "
+                                       "format (tls_server_config, basic_auth_users with bcrypt hashes)", str)
     progress: bool = _opt(True, "show a progress bar", bool)
     # Mirrors (optional packages; a failing mirror is counted, training goes on)
     wandb: bool = _opt(False, "mirror every step to Weights & Biases (needs wandb; WANDB_MODE=offline works without network)", bool)
@@ -222,6 +226,7 @@ def validate_config(config: TrainConfig) -> None:
         (config.save_interval >= 0 and config.max_checkpoints >= 1, "save-interval must be >= 0 and max-checkpoints >= 1"),
         (config.lora_rank >= 1, "lora-rank must be >= 1"),
         (0 <= config.prometheus_port <= 65535, "prometheus-port must be in 0..65535"),
+        (config.prometheus_linger >= 0, "prometheus-linger must be 0 or more seconds"),
         (config.threads is None or config.threads >= 1, "threads must be >= 1"),
         (config.num_problems >= 2, "num-problems must be >= 2"),
         (config.max_operand is None or config.max_operand >= 1, "max-operand must be >= 1"),

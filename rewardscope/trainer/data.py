@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -160,7 +161,7 @@ def split_problems(problems: Sequence[Problem], train_fraction: float, seed: int
         raise DataError(f"train_fraction must be in (0, 1], got {train_fraction}")
     order = np.random.default_rng(seed).permutation(len(problems))
     shuffled = [problems[i] for i in order]
-    n_train = int(round(train_fraction * len(shuffled)))
+    n_train = round(train_fraction * len(shuffled))
     if train_fraction < 1.0 and len(shuffled) >= 2:
         n_train = min(max(n_train, 1), len(shuffled) - 1)
     n_train = max(n_train, 1)

@@ -12,8 +12,9 @@ KV cache, nothing else per step, which is what keeps small models fast on a CPU.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 
@@ -38,7 +39,7 @@ class Rollout:
     def completion_lengths(self) -> torch.Tensor:
         return self.completion_mask.sum(dim=1)
 
-    def select(self, rows: slice | torch.Tensor) -> "Rollout":
+    def select(self, rows: slice | torch.Tensor) -> Rollout:
         """The rollout restricted to some rows (a micro-batch)."""
         return Rollout(
             self.prompt_ids[rows],

@@ -23,19 +23,22 @@ means over the optimisation passes.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import dataclasses
 import errno
+import itertools
 import logging
 import math
 import random
 import shutil
 import socket
 import time
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -125,10 +128,8 @@ def _set_threads(threads: int | None) -> None:
     if threads is None:
         return
     torch.set_num_threads(threads)
-    try:
+    with contextlib.suppress(RuntimeError):  # only settable before the first parallel work; intra-op threads matter most
         torch.set_num_interop_threads(threads)
-    except RuntimeError:
-        pass  # only settable before the first parallel work; intra-op threads matter most
 
 
 def _seed_everything(seed: int) -> None:
@@ -139,7 +140,7 @@ def _seed_everything(seed: int) -> None:
 
 def _micro_batches(total: int, count: int) -> list[slice]:
     bounds = np.linspace(0, total, count + 1).round().astype(int)
-    return [slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:]) if b > a]
+    return [slice(int(a), int(b)) for a, b in itertools.pairwise(bounds) if b > a]
 
 
 def _mirror_sinks(config: TrainConfig) -> list[Any]:
@@ -175,6 +176,8 @@ def _make_monitor(config: TrainConfig, functions: Sequence[RewardFunction], resu
         run_dir=config.monitoring_dir,
         prometheus_port=config.prometheus_port if config.prometheus else None,
         prometheus_host=config.prometheus_host,
+        linger_seconds=config.prometheus_linger,
+        web_config_file=config.web_config_file,
         print_alerts=True,
         alert_printer=_write_above_progress_bar,
         log_distributions=config.log_distributions,

@@ -4,8 +4,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from rewardscope import LEGACY_REWARD_FUNCTIONS, RewardMonitor
-from rewardscope import RewardAnalyzer
+from rewardscope import LEGACY_REWARD_FUNCTIONS, RewardAnalyzer, RewardMonitor
 from rewardscope.exporter.runstore import read_steps
 
 

@@ -77,7 +77,7 @@ def test_log_metrics_checks_its_input(tmp_path):
         dashboard.log_metrics(2, second)
         with pytest.raises(ValueError, match="step 1 is not after the last logged step 2"):
             dashboard.log_metrics(1, first)
-        with pytest.raises(TypeError, match="RewardMetrics returned by RewardMetricsTracker.track_step"):
+        with pytest.raises(TypeError, match=r"RewardMetrics returned by RewardMetricsTracker\.track_step"):
             dashboard.log_metrics(3, {"mean_reward": 1.0})
         with pytest.raises(ValueError, match="track_distributions=True"):
             dashboard.log_reward_distributions(2, second)

@@ -22,7 +22,7 @@ def test_names_follow_prometheus_conventions():
         if spec.unit == "seconds":
             assert "_seconds" in spec.name, spec.name
         if spec.unit == "ratio" and spec.kind is Kind.GAUGE:
-            assert spec.name.endswith(("_ratio", "signal_to_noise")) or spec.scope is Scope.FUNCTION and "weight" in spec.name, spec.name
+            assert spec.name.endswith(("_ratio", "signal_to_noise")) or (spec.scope is Scope.FUNCTION and "weight" in spec.name), spec.name
 
 
 def test_every_stored_metric_has_a_legacy_key_or_is_new_by_design():

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import datetime
 import itertools
-import math
 import subprocess
 
 import numpy as np
 import pytest
 
 pytest.importorskip("hypothesis", reason="the fuzz tests need hypothesis (rewardscope[dev])")
+import contextlib
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -147,10 +148,8 @@ def test_fuzz_record_step_raises_only_step_input_errors(tmp_path, promtool):
         step_argument = step + offset if isinstance(offset, int) else offset
         if as_tensor:
             rewards = {k: _maybe_tensor(torch, v) for k, v in rewards.items()}
-        try:
+        with contextlib.suppress(StepInputError):
             monitor.record_step(step_argument, rewards, **kwargs)
-        except StepInputError:
-            pass
         # the next good step is recorded exactly
         good = next(steps)
         record = monitor.record_step(good, GOOD, group_size=2)
@@ -171,7 +170,7 @@ def _maybe_tensor(torch, value):
     try:
         array = np.asarray(value)
         if array.dtype.kind in "biuf":
-            return torch.from_numpy(np.ascontiguousarray(array)).to(torch.bfloat16 if array.dtype.kind == "f" else array.dtype == bool and torch.bool or torch.int64)
+            return torch.from_numpy(np.ascontiguousarray(array)).to(torch.bfloat16 if array.dtype.kind == "f" else (array.dtype == bool and torch.bool) or torch.int64)
     except (TypeError, ValueError, RuntimeError, OverflowError):
         pass
     return value

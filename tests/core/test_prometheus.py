@@ -10,12 +10,11 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from support import free_port
 
 from rewardscope import RewardFunctionSpec, RewardMonitor
 from rewardscope.alerting.events import AlertEvent, AlertState
 from rewardscope.metrics.catalogue import CATALOGUE, Kind
-
-from support import free_port
 
 GOLDEN = Path(__file__).with_name("golden_exposition.txt")
 SPECS = [RewardFunctionSpec("format_exact", 1.0, 0.0, 3.0), RewardFunctionSpec("check_answer", 1.0, -1.0, 3.0)]

@@ -12,10 +12,9 @@ import numpy as np
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+from support import free_port, require_binary, stop_process
 
 from rewardscope import RewardFunctionSpec, RewardMonitor
-
-from support import free_port, require_binary, stop_process
 
 SPECS = [RewardFunctionSpec("format_exact", 1.0, 0.0, 3.0), RewardFunctionSpec("check_answer", 1.0, -1.0, 3.0)]
 

@@ -1,6 +1,7 @@
 """OpenTelemetrySink through a real RewardMonitor: exact values read back from an in-memory reader, close, missing packages."""
 
 import sys
+from typing import ClassVar
 
 import numpy as np
 import pytest
@@ -11,8 +12,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader, MetricExporte
 
 from rewardscope import RewardFunctionSpec, RewardMonitor
 from rewardscope.alerting.events import AlertEvent, AlertState
-from rewardscope.metrics.catalogue import CATALOGUE, Kind, Scope, metric, stored_metrics
 from rewardscope.exporter.otel_sink import OpenTelemetrySink
+from rewardscope.metrics.catalogue import CATALOGUE, Kind, Scope, metric, stored_metrics
 
 SPECS = [RewardFunctionSpec("format", 1.0, 0.0, 3.0), RewardFunctionSpec("answer", 1.0, -1.0, 3.0)]
 EXPORTER_MODULE = "opentelemetry.exporter.otlp.proto.http.metric_exporter"
@@ -119,7 +120,7 @@ def test_every_stored_gauge_is_declared_with_the_catalogue_help_and_a_round_trip
     stored = {s.name for scope in (Scope.RUN, Scope.FUNCTION) for s in stored_metrics(scope)}
     counters = {s.name for s in CATALOGUE if s.kind is Kind.COUNTER} - {"rewardscope_sink_errors_total"}
     assert set(meta) == stored | counters | {"grpo_alert_firing", "grpo_alerts_fired_total"}  # no sink failed
-    for name, (unit, description) in meta.items():
+    for name, (_unit, description) in meta.items():
         assert description == metric(name).help
     assert meta["grpo_reward_mean"][0] == "{reward}"
     assert meta["grpo_reward_variance"][0] == "{reward^2}"
@@ -193,7 +194,7 @@ def test_close_flushes_a_passed_provider_without_shutting_it_down():
 class FakeExporter(MetricExporter):
     """Stands in for OTLPMetricExporter: records what would have been sent; no network."""
 
-    instances: list = []
+    instances: ClassVar[list] = []
 
     def __init__(self, endpoint=None):
         super().__init__()

@@ -20,12 +20,11 @@ import yaml
 from prometheus_client import CollectorRegistry
 from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
 from prometheus_client.parser import text_string_to_metric_families as parse_text
+from support import free_port, require_binary, stop_process
 
 from rewardscope import RewardFunctionSpec, RewardMonitor
 from rewardscope.exporter.server import MetricsServer, gzip_accepted
 from rewardscope.exporter.webconfig import WebConfig, WebConfigError
-
-from support import free_port, require_binary, stop_process
 
 SPECS = [RewardFunctionSpec("format", 1.0, 0.0, 3.0), RewardFunctionSpec("answer", 1.0, -1.0, 3.0)]
 
@@ -78,9 +77,9 @@ def test_gzip_only_when_accepted():
 
 
 def test_gzip_over_http(monitor):
-    status, headers, body = request(monitor.prometheus_port, headers={"Accept-Encoding": "gzip"})
+    _, headers, body = request(monitor.prometheus_port, headers={"Accept-Encoding": "gzip"})
     assert headers.get("Content-Encoding") == "gzip" and b"grpo_reward_mean" in gzip.decompress(body)
-    status, headers, body = request(monitor.prometheus_port, headers={"Accept-Encoding": "gzip;q=0, identity"})
+    _status, headers, body = request(monitor.prometheus_port, headers={"Accept-Encoding": "gzip;q=0, identity"})
     assert "Content-Encoding" not in headers and b"grpo_reward_mean" in body
 
 

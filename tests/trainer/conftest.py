@@ -49,6 +49,7 @@ def make_config(tmp_path: Path, tiny_cache: Path):
             checkpoint_dir=str(tmp_path / "checkpoints"),
             run_name="test-run",
             prometheus=False,
+            prometheus_linger=0.0,
             enable_alerts=False,
             progress=False,
         )

@@ -25,11 +25,8 @@ from rewardscope.trainer.config import (
 from rewardscope.trainer.errors import ConfigError
 
 # The options of the script this trainer replaces; each must still exist.
-OLD_SCRIPT_FLAGS = """--num-steps --model-id --learning-rate --batch-size --use-lora --lora-rank --lora-alpha
---num-generations --beta --epsilon --temperature --max-prompt-length --max-generation-steps --weight-decay
---max-grad-norm --warmup-fraction --checkpoint-dir --save-interval --max-checkpoints --run-name
---train-fraction --eval-every --monitoring-dir --enable-alerts --log-distributions""".split()
-NEW_FLAGS = "--config --device --seed --threads --prometheus-port --no-prometheus --reward-fn --resume --loss-type --num-iterations --gradient-accumulation-steps --no-scale-rewards --dataset".split()
+OLD_SCRIPT_FLAGS = ["--num-steps", "--model-id", "--learning-rate", "--batch-size", "--use-lora", "--lora-rank", "--lora-alpha", "--num-generations", "--beta", "--epsilon", "--temperature", "--max-prompt-length", "--max-generation-steps", "--weight-decay", "--max-grad-norm", "--warmup-fraction", "--checkpoint-dir", "--save-interval", "--max-checkpoints", "--run-name", "--train-fraction", "--eval-every", "--monitoring-dir", "--enable-alerts", "--log-distributions"]
+NEW_FLAGS = ["--config", "--device", "--seed", "--threads", "--prometheus-port", "--no-prometheus", "--reward-fn", "--resume", "--loss-type", "--num-iterations", "--gradient-accumulation-steps", "--no-scale-rewards", "--dataset"]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -42,7 +42,7 @@ def prompts_for(tokenizer, count, seed=5):
 
 
 def test_tiny_model_shape(tiny, tiny_path):
-    model, tokenizer = tiny
+    model, _tokenizer = tiny
     params = sum(p.numel() for p in model.parameters())
     assert 300_000 < params < 400_000
     c = model.config
@@ -73,7 +73,7 @@ def test_chat_template_renders_roles_and_generation_prompt(tiny):
 
 def test_warmed_up_model_emits_the_format_but_leaves_room(tiny):
     model, tokenizer = tiny
-    problems, (ids, mask) = prompts_for(tokenizer, 64)
+    _problems, (ids, mask) = prompts_for(tokenizer, 64)
     greedy = decode_completions(tokenizer, sample_completions(model, ids, mask, 32, eos_token_ids(model, tokenizer), tokenizer.pad_token_id, greedy=True))
     assert sum(format_exact(None, greedy)) / 3.0 / 64 > 0.8  # greedy outputs are formatted
     generator = torch.Generator().manual_seed(0)

@@ -7,6 +7,8 @@ import math
 import pytest
 
 pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train])")
+import itertools
+
 import torch
 
 from rewardscope.trainer.grpo import warmup_cosine
@@ -115,6 +117,6 @@ def test_warmup_then_cosine_schedule():
     assert factor(55) == pytest.approx(0.5)
     assert factor(100) == pytest.approx(0.0, abs=1e-12)
     values = [factor(i) for i in range(10, 101)]
-    assert all(a >= b for a, b in zip(values, values[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(values))
     assert warmup_cosine(10, 0.0)(0) == pytest.approx(1.0)
     assert math.isfinite(warmup_cosine(1, 0.5)(5))

@@ -9,7 +9,6 @@ pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train]
 from rewardscope.trainer.data import chat_messages, generate_problems
 from rewardscope.trainer.rewards import check_answer, check_numbers, format_approx, format_exact
 
-
 pytestmark = pytest.mark.slow  # real servers or training runs
 
 def test_trl_grpo_trainer_feeds_the_monitor_every_step(tiny_path, tmp_path):
