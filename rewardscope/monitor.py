@@ -149,54 +149,16 @@ class RewardMonitor:
             self.gatherer = ShardGatherer(len(self._names), process_group, distributed_timeout)
             if not self.gatherer.is_writer:
                 alerts, run_dir, prometheus_port, extra_sinks, print_alerts = False, None, None, (), False
-
-        self.alert_engine: AlertEvaluator | None = _make_alert_engine(alerts)
-        if self.alert_engine is not None:
-            self.alert_engine.bind(run_id, self._names)
-        # The compiled Prometheus rules read the engine's per-instance verdicts (rewardscope/alerting/exposition.py),
-        # so the default pack is evaluated for /metrics even when alerts are not reported in-process.
-        self._state_engine = self.alert_engine if hasattr(self.alert_engine, "instance_states") else _default_state_engine()
-        if self._state_engine is not None and self._state_engine is not self.alert_engine:
-            self._state_engine.bind(run_id, self._names)
-        self._trends = self._make_trends(window_size)
-        self.window = self._trends.window
-        self.detectors = list(_default_detectors() if detectors is None else detectors)
-        for detector in self.detectors:
-            if hasattr(detector, "bind"):  # detectors that need the reward functions' weights
-                detector.bind(self.specs)
-
+        self._set_up_evaluation(alerts, window_size, detectors)
         # /metrics first: a busy port fails before anything is written to the run directory.
-        state = RunState.create(run_id, self.specs, self._table.buckets, run_info=self.run_info,
-                                max_completion_length=self.max_completion_length)
-        state.set_alert_state(*alert_state(self._state_engine))  # every instance at 0 from the first scrape on
-        web_config = None if web_config_file is None else WebConfig.load(web_config_file)
-        self.prometheus = PrometheusSink(state, registry=registry, port=prometheus_port, host=prometheus_host,
-                                         web_config=web_config, process_metrics=process_metrics, linger_seconds=linger_seconds)
+        self._open_prometheus(registry, prometheus_port, prometheus_host, web_config_file, process_metrics, linger_seconds)
         self.store: RunStoreSink | None = None
         self.last_step: int | None = None
+        sinks: list[Sink] = []
         if run_dir is not None:
-            manifest = {"reward_functions": [vars(s) for s in self.specs], "group_size": self.group_size,
-                        "run_info": self.run_info, "config": dict(config or {})}
-            try:
-                self.store = RunStoreSink(run_dir, run_id, self.layout, manifest_extra=manifest,
-                                          log_distributions=log_distributions, resume_after_step=resume_after_step)
-                if provenance is not None:
-                    record_provenance(self.store.directory, provenance, self.store.last_step)
-                evidence = EvidenceSink(self.store.directory, self._names, [s.weight for s in self.specs],
-                                        resume_after_step=resume_after_step)
-            except BaseException:
-                self.prometheus.linger_seconds = 0.0
-                self.prometheus.close({})
-                raise
-            self.last_step = self.store.last_step
-        self.registry = self.prometheus.registry
-        self._ranks = RankSignals(run_id)
-        if self.gatherer is not None:
-            self.registry.register(self._ranks)
-        self.server = self.prometheus.server
+            sinks = self._open_run_store(run_dir, config, log_distributions, resume_after_step, provenance)
         self.alert_printer = AlertPrinter(alert_printer, enabled=print_alerts)
-        sinks: list[Sink] = [self.store, evidence] if self.store is not None else []
-        self.fanout = FanOut(sinks + [self.prometheus, self.alert_printer, *extra_sinks])
+        self.fanout = FanOut([*sinks, self.prometheus, self.alert_printer, *extra_sinks])
         self._last_monotonic: float | None = None
         self._steps_recorded = 0
         self._closed = False
@@ -204,6 +166,56 @@ class RewardMonitor:
         self._last_record: StepRecord | None = None
 
     # ------------------------------------------------------------------ set-up helpers
+    def _set_up_evaluation(self, alerts: bool | AlertEvaluator, window_size: int, detectors: Sequence[Detector] | None) -> None:
+        """The alert engine, the engine whose verdicts /metrics exports, the trend slopes and the detectors."""
+        self.alert_engine: AlertEvaluator | None = _make_alert_engine(alerts)
+        if self.alert_engine is not None:
+            self.alert_engine.bind(self.run_id, self._names)
+        # The compiled Prometheus rules read the engine's per-instance verdicts (rewardscope/alerting/exposition.py),
+        # so the default pack is evaluated for /metrics even when alerts are not reported in-process.
+        self._state_engine = self.alert_engine if hasattr(self.alert_engine, "instance_states") else _default_state_engine()
+        if self._state_engine is not None and self._state_engine is not self.alert_engine:
+            self._state_engine.bind(self.run_id, self._names)
+        self._trends = self._make_trends(window_size)
+        self.window = self._trends.window
+        self.detectors = list(_default_detectors() if detectors is None else detectors)
+        for detector in self.detectors:
+            if hasattr(detector, "bind"):  # detectors that need the reward functions' weights
+                detector.bind(self.specs)
+
+    def _open_prometheus(self, registry: CollectorRegistry | None, port: int | None, host: str,
+                         web_config_file: str | os.PathLike | None, process_metrics: bool, linger_seconds: float) -> None:
+        state = RunState.create(self.run_id, self.specs, self._table.buckets, run_info=self.run_info,
+                                max_completion_length=self.max_completion_length)
+        state.set_alert_state(*alert_state(self._state_engine))  # every instance at 0 from the first scrape on
+        web_config = None if web_config_file is None else WebConfig.load(web_config_file)
+        self.prometheus = PrometheusSink(state, registry=registry, port=port, host=host, web_config=web_config,
+                                         process_metrics=process_metrics, linger_seconds=linger_seconds)
+        self.registry = self.prometheus.registry
+        self.server = self.prometheus.server
+        self._ranks = RankSignals(self.run_id)
+        if self.gatherer is not None:
+            self.registry.register(self._ranks)
+
+    def _open_run_store(self, run_dir: str | os.PathLike, config: Mapping[str, Any] | None, log_distributions: bool,
+                        resume_after_step: int | None, provenance: Mapping[str, Any] | None) -> list[Sink]:
+        """The run store and the evidence beside it; if either cannot open, /metrics is stopped again."""
+        manifest = {"reward_functions": [vars(s) for s in self.specs], "group_size": self.group_size,
+                    "run_info": self.run_info, "config": dict(config or {})}
+        try:
+            self.store = RunStoreSink(run_dir, self.run_id, self.layout, manifest_extra=manifest,
+                                      log_distributions=log_distributions, resume_after_step=resume_after_step)
+            if provenance is not None:
+                record_provenance(self.store.directory, provenance, self.store.last_step)
+            evidence = EvidenceSink(self.store.directory, self._names, [s.weight for s in self.specs],
+                                    resume_after_step=resume_after_step)
+        except BaseException:
+            self.prometheus.linger_seconds = 0.0
+            self.prometheus.close({})
+            raise
+        self.last_step = self.store.last_step
+        return [self.store, evidence]
+
     def _make_trends(self, window_size: int) -> TrendSet:
         # The default pack's compiled Prometheus rules read these slopes, so they are published
         # whether or not alerts are evaluated in-process.

@@ -498,6 +498,31 @@ def train(config: TrainConfig, callbacks: Sequence[Callable[[StepEvent], None]] 
 
 def _train(config: TrainConfig, context: ddp.DistributedContext, resume_path: Path | None, resume_state: dict[str, Any] | None,
            callbacks: Sequence[Callable[[StepEvent], None]]) -> TrainResult:
+    start_step = _check_start(config, context, resume_state)
+    trainer = GRPOTrainer(config, context)
+    if resume_path is not None:
+        trainer.restore(resume_path, resume_state)
+        if context.rank:  # the checkpoint holds rank 0's sampling stream; the others continue from a fresh seed
+            trainer.sampling_generator.manual_seed(config.seed + context.rank + 7919 * start_step)
+    result = TrainResult(run_id=config.run_name, run_directory=None, checkpoint_dir=Path(config.checkpoint_dir),
+                         first_step=start_step + 1, last_step=start_step, num_steps=config.num_steps, interrupted=False,
+                         last_checkpoint=resume_path, prometheus_port=None, config=config)
+    if config.on_critical == "stop":  # --on-critical stop: a critical alert ends the run (rewardscope.trainer.stopping)
+        callbacks = [*callbacks, CriticalStop(config.checkpoint_dir)]
+    monitor = _make_monitor(config, trainer.functions, resume_after_step=start_step if resume_state else None,
+                            is_main=context.is_main)
+    result.run_directory = monitor.run_directory
+    result.prometheus_port = monitor.prometheus_port
+    with ExitStack() as stack:
+        stack.callback(monitor.close)
+        progress = stack.enter_context(_progress_bar(config, start_step, enabled=context.is_main))
+        _loop(config, context, trainer, monitor, progress, result, callbacks, resumed=resume_state is not None)
+        _report_end(monitor, result)
+    return result
+
+
+def _check_start(config: TrainConfig, context: ddp.DistributedContext, resume_state: dict[str, Any] | None) -> int:
+    """The step the run starts after; ConfigError for a run that cannot start (before the model is loaded)."""
     if config.batch_size < context.world_size:
         raise ConfigError(f"--batch-size {config.batch_size} gives some of the {context.world_size} ranks no prompt; "
                           "use at least one prompt per rank")
@@ -514,114 +539,90 @@ def _train(config: TrainConfig, context: ddp.DistributedContext, resume_path: Pa
         raise ConfigError(f"run {config.run_name!r} already has steps in {store.parent}; use --resume or another --run-name")
     if context.is_main:  # only rank 0 serves /metrics
         check_metrics_port(config)
+    return start_step
 
-    trainer = GRPOTrainer(config, context)
-    if resume_path is not None:
-        trainer.restore(resume_path, resume_state)
-        if context.rank:  # the checkpoint holds rank 0's sampling stream; the others continue from a fresh seed
-            trainer.sampling_generator.manual_seed(config.seed + context.rank + 7919 * start_step)
 
-    result = TrainResult(
-        run_id=config.run_name,
-        run_directory=None,
-        checkpoint_dir=Path(config.checkpoint_dir),
-        first_step=start_step + 1,
-        last_step=start_step,
-        num_steps=config.num_steps,
-        interrupted=False,
-        last_checkpoint=resume_path,
-        prometheus_port=None,
-        config=config,
-    )
-    if config.on_critical == "stop":  # --on-critical stop: a critical alert ends the run (rewardscope.trainer.stopping)
-        callbacks = [*callbacks, CriticalStop(config.checkpoint_dir)]
-    monitor = _make_monitor(config, trainer.functions, resume_after_step=start_step if resume_state else None,
-                            is_main=context.is_main)
-    result.run_directory = monitor.run_directory
-    result.prometheus_port = monitor.prometheus_port
-    probes = trainer_probes(trainer, monitor.run_directory, start_step if resume_state else None)
-    progress = _progress_bar(config, start_step, enabled=context.is_main)
-    # The state at the start of the next step: what a checkpoint of the last completed
-    # step must hold, even when an interrupt lands in the middle of a step.
-    boundary = (trainer.sampler.state_dict(), checkpoints.rng_state(trainer.sampling_generator))
-    saved_step = start_step
-    updating = False
-    with ExitStack() as stack:
-        stack.callback(monitor.close)
-        stack.callback(progress.close)
-        try:
-            for step in range(start_step + 1, config.num_steps + 1):
-                updating = False
-                started = time.perf_counter()
-                # Every rank draws the same global batch and keeps its share: whole groups, in rank order.
-                problems = context.local_prompts([trainer.train_problems[i] for i in trainer.sampler.next_indices(config.batch_size)])
-                rollout, texts, prompts = trainer.rollout(problems, config.num_generations)
-                rewards = trainer.score(problems, prompts, texts)
-                total = trainer.total_reward(rewards)
-                advantages = group_advantages(
-                    torch.as_tensor(total, dtype=torch.float32), config.num_generations, scale=config.scale_rewards
-                ).to(trainer.device)
-                updating = True
-                figures = trainer.optimise(rollout, advantages)
-                eval_accuracy = None
-                if config.eval_every and (step % config.eval_every == 0 or step == config.num_steps) and context.is_main:
-                    eval_accuracy = trainer.evaluate()
-                lengths = rollout.completion_lengths.cpu().numpy()
-                tokens = int(rollout.prompt_mask.sum() + rollout.completion_mask.sum())
-                monitor_started = time.perf_counter()
-                metrics = monitor.record_step(
-                    step,
-                    rewards,
-                    kl=figures["kl"],
-                    policy_entropy=figures["policy_entropy"],
-                    advantages=advantages.cpu().numpy(),
-                    completion_lengths=lengths,
-                    max_completion_length=config.max_generation_steps,
-                    clip_ratio=figures["clip_ratio"],
-                    grad_norm=figures["grad_norm"],
-                    loss=figures["loss"],
-                    learning_rate=figures["learning_rate"],
-                    eval_accuracy=eval_accuracy,
-                    tokens=tokens,
-                    prompts=prompts,
-                    completions=texts,
-                )
-                finished = time.perf_counter()
-                monitor_seconds = finished - monitor_started
-                step_seconds = finished - started
-                updating = False
-                result.last_step = step
-                boundary = (trainer.sampler.state_dict(), checkpoints.rng_state(trainer.sampling_generator))
-                reward_mean = None if metrics is None else metrics.value("grpo_reward_mean")  # None on ranks != 0
-                result.reward_mean.append(float("nan") if reward_mean is None else reward_mean)
-                result.step_seconds.append(step_seconds)
-                result.monitor_seconds.append(monitor_seconds)
-                if probes is not None:  # greedy: leaves the sampling state (boundary) as it is
-                    probes.record_if_due(step, lambda _: trainer.rollout(trainer.eval_problems[: config.probe_count], 1,
-                                                                         greedy=True)[1])
-                if eval_accuracy is not None:
-                    result.eval_accuracy[step] = eval_accuracy
-                if config.save_interval and (step % config.save_interval == 0 or step == config.num_steps):
-                    result.last_checkpoint = trainer.save(step, *boundary)
-                    saved_step = step
-                progress.set_postfix(_postfix(reward_mean, figures["kl"], step_seconds), refresh=False)
-                progress.update(1)
-                event = StepEvent(step, config.num_steps, metrics, monitor, step_seconds, monitor_seconds, texts)
-                for callback in callbacks:
-                    callback(event)
-        except (StopTraining, KeyboardInterrupt) as stop:
-            result.interrupted = True
-            if not updating and result.last_step > saved_step:
-                result.last_checkpoint = trainer.save(result.last_step, *boundary)
-            if isinstance(stop, KeyboardInterrupt):
-                log.warning("interrupted at step %d; resume with --resume %s", result.last_step, config.checkpoint_dir)
-        latest = monitor.latest
-        if latest is not None:
-            result.final_metrics = latest.as_dict()
-        if monitor.alert_engine is not None:
-            result.alerts_fired = dict(monitor.summary()["alerts_fired"])
-            result.alerts_firing = alerts_still_firing(monitor)
-    return result
+@dataclass
+class _LoopState:
+    """Where the loop is: what a checkpoint of the last completed step must hold, even when an
+    interrupt lands in the middle of the next step (then ``updating`` says the weights moved)."""
+
+    boundary: tuple[Any, Any]
+    saved_step: int
+    updating: bool = False
+
+
+def _loop(config: TrainConfig, context: ddp.DistributedContext, trainer: GRPOTrainer, monitor: Any, progress: Any,
+          result: TrainResult, callbacks: Sequence[Callable[[StepEvent], None]], resumed: bool) -> None:
+    """Every step from result.last_step + 1 on; a stop or Ctrl-C saves the last whole step."""
+    probes = trainer_probes(trainer, monitor.run_directory, result.last_step if resumed else None)
+    state = _LoopState((trainer.sampler.state_dict(), checkpoints.rng_state(trainer.sampling_generator)), result.last_step)
+    try:
+        for step in range(result.last_step + 1, config.num_steps + 1):
+            event, figures = _step(config, context, trainer, monitor, step, state)
+            result.last_step = step
+            state.boundary = (trainer.sampler.state_dict(), checkpoints.rng_state(trainer.sampling_generator))
+            reward_mean = None if event.metrics is None else event.metrics.value("grpo_reward_mean")  # None on ranks != 0
+            result.reward_mean.append(float("nan") if reward_mean is None else reward_mean)
+            result.step_seconds.append(event.step_seconds)
+            result.monitor_seconds.append(event.monitor_seconds)
+            if probes is not None:  # greedy: leaves the sampling state (boundary) as it is
+                probes.record_if_due(step, lambda _: trainer.rollout(trainer.eval_problems[: config.probe_count], 1, greedy=True)[1])
+            if figures["eval_accuracy"] is not None:
+                result.eval_accuracy[step] = figures["eval_accuracy"]
+            if config.save_interval and (step % config.save_interval == 0 or step == config.num_steps):
+                result.last_checkpoint = trainer.save(step, *state.boundary)
+                state.saved_step = step
+            progress.set_postfix(_postfix(reward_mean, figures["kl"], event.step_seconds), refresh=False)
+            progress.update(1)
+            for callback in callbacks:
+                callback(event)
+    except (StopTraining, KeyboardInterrupt) as stop:
+        result.interrupted = True
+        if not state.updating and result.last_step > state.saved_step:
+            result.last_checkpoint = trainer.save(result.last_step, *state.boundary)
+        if isinstance(stop, KeyboardInterrupt):
+            log.warning("interrupted at step %d; resume with --resume %s", result.last_step, config.checkpoint_dir)
+
+
+def _step(config: TrainConfig, context: ddp.DistributedContext, trainer: GRPOTrainer, monitor: Any, step: int,
+          state: _LoopState) -> tuple[StepEvent, dict[str, Any]]:
+    """One GRPO step, recorded: rollout, rewards, advantages, the update, evaluation when due, record_step."""
+    state.updating = False
+    started = time.perf_counter()
+    # Every rank draws the same global batch and keeps its share: whole groups, in rank order.
+    problems = context.local_prompts([trainer.train_problems[i] for i in trainer.sampler.next_indices(config.batch_size)])
+    rollout, texts, prompts = trainer.rollout(problems, config.num_generations)
+    rewards = trainer.score(problems, prompts, texts)
+    total = trainer.total_reward(rewards)
+    advantages = group_advantages(
+        torch.as_tensor(total, dtype=torch.float32), config.num_generations, scale=config.scale_rewards
+    ).to(trainer.device)
+    state.updating = True
+    figures: dict[str, Any] = dict(trainer.optimise(rollout, advantages))
+    figures["eval_accuracy"] = None
+    if config.eval_every and (step % config.eval_every == 0 or step == config.num_steps) and context.is_main:
+        figures["eval_accuracy"] = trainer.evaluate()
+    monitor_started = time.perf_counter()
+    metrics = monitor.record_step(
+        step, rewards, kl=figures["kl"], policy_entropy=figures["policy_entropy"], advantages=advantages.cpu().numpy(),
+        completion_lengths=rollout.completion_lengths.cpu().numpy(), max_completion_length=config.max_generation_steps,
+        clip_ratio=figures["clip_ratio"], grad_norm=figures["grad_norm"], loss=figures["loss"],
+        learning_rate=figures["learning_rate"], eval_accuracy=figures["eval_accuracy"],
+        tokens=int(rollout.prompt_mask.sum() + rollout.completion_mask.sum()), prompts=prompts, completions=texts)
+    finished = time.perf_counter()
+    state.updating = False
+    event = StepEvent(step, config.num_steps, metrics, monitor, finished - started, finished - monitor_started, texts)
+    return event, figures
+
+
+def _report_end(monitor: Any, result: TrainResult) -> None:
+    latest = monitor.latest
+    if latest is not None:
+        result.final_metrics = latest.as_dict()
+    if monitor.alert_engine is not None:
+        result.alerts_fired = dict(monitor.summary()["alerts_fired"])
+        result.alerts_firing = alerts_still_firing(monitor)
 
 
 def _postfix(reward: float | None, kl: float | None, seconds: float) -> dict[str, str]:
