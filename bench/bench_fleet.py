@@ -32,21 +32,14 @@ import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "tests" / "alerting")]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench"), str(ROOT / "tests"), str(ROOT / "tests" / "alerting")]
 
 from alerting_servers import start_prometheus  # noqa: E402
+from bench_core import reward_functions  # noqa: E402
 
-from rewardscope import LEGACY_REWARD_FUNCTIONS, RewardFunctionSpec, RewardMonitor  # noqa: E402
+from rewardscope import LEGACY_REWARD_FUNCTIONS, RewardMonitor  # noqa: E402
 from rewardscope.dashboards.definitions import COMPARE  # noqa: E402
 from rewardscope.simulation.scenarios import plan_run, simulate_steps  # noqa: E402
-
-
-def reward_functions(count: int) -> list[RewardFunctionSpec]:
-    specs = list(LEGACY_REWARD_FUNCTIONS)
-    for i in range(len(specs), count):
-        base = LEGACY_REWARD_FUNCTIONS[i % 4]
-        specs.append(RewardFunctionSpec(f"{base.name}_{i}", 1.0, base.min_value, base.max_value))
-    return specs[:count]
 
 
 def series_of_run(functions: int) -> int:

@@ -281,20 +281,16 @@ class RewardMonitor:
         """
         if self._closed:
             raise RuntimeError(f"RewardMonitor {self.run_id!r} is closed")
-        if self.gatherer is not None:
-            inputs = {"group_size": group_size, "kl": kl, "policy_entropy": policy_entropy, "advantages": advantages,
-                      "completion_lengths": completion_lengths, "max_completion_length": max_completion_length,
-                      "clip_ratio": clip_ratio, "grad_norm": grad_norm, "loss": loss, "learning_rate": learning_rate,
-                      "eval_accuracy": eval_accuracy, "tokens": tokens}
-            batch = self._gather(step, rewards_by_function, inputs)
-            if batch is None:
-                return None
-            return self._record_step(batch.step, dict(zip(self._names, batch.rewards)), **batch.record_step_inputs())
-        return self._record_step(step, rewards_by_function, group_size=group_size, kl=kl, policy_entropy=policy_entropy,
-                                 advantages=advantages, completion_lengths=completion_lengths,
-                                 max_completion_length=max_completion_length, clip_ratio=clip_ratio, grad_norm=grad_norm,
-                                 loss=loss, learning_rate=learning_rate, eval_accuracy=eval_accuracy, tokens=tokens,
-                                 prompts=prompts, completions=completions)
+        inputs = {"group_size": group_size, "kl": kl, "policy_entropy": policy_entropy, "advantages": advantages,
+                  "completion_lengths": completion_lengths, "max_completion_length": max_completion_length,
+                  "clip_ratio": clip_ratio, "grad_norm": grad_norm, "loss": loss, "learning_rate": learning_rate,
+                  "eval_accuracy": eval_accuracy, "tokens": tokens}
+        if self.gatherer is None:
+            return self._record_step(step, rewards_by_function, prompts=prompts, completions=completions, **inputs)
+        batch = self._gather(step, rewards_by_function, inputs)
+        if batch is None:
+            return None
+        return self._record_step(batch.step, dict(zip(self._names, batch.rewards)), **batch.record_step_inputs())
 
     def _gather(self, step: Any, rewards_by_function: Mapping[str, Any], inputs: dict[str, Any]) -> GlobalBatch | None:
         """Take part in the step's gather with this rank's shard (a bad shard goes with a flag, keeping the
