@@ -149,7 +149,7 @@ class RewardMonitor:
             self.gatherer = ShardGatherer(len(self._names), process_group, distributed_timeout)
             if not self.gatherer.is_writer:
                 alerts, run_dir, prometheus_port, extra_sinks, print_alerts = False, None, None, (), False
-        self._set_up_evaluation(alerts, window_size, detectors)
+        self._set_up_evaluation(alerts, window_size, detectors, serves_metrics=prometheus_port is not None or registry is not None)
         # /metrics first: a busy port fails before anything is written to the run directory.
         self._open_prometheus(registry, prometheus_port, prometheus_host, web_config_file, process_metrics, linger_seconds)
         self.store: RunStoreSink | None = None
@@ -166,14 +166,18 @@ class RewardMonitor:
         self._last_record: StepRecord | None = None
 
     # ------------------------------------------------------------------ set-up helpers
-    def _set_up_evaluation(self, alerts: bool | AlertEvaluator, window_size: int, detectors: Sequence[Detector] | None) -> None:
+    def _set_up_evaluation(self, alerts: bool | AlertEvaluator, window_size: int, detectors: Sequence[Detector] | None, *,
+                           serves_metrics: bool) -> None:
         """The alert engine, the engine whose verdicts /metrics exports, the trend slopes and the detectors."""
         self.alert_engine: AlertEvaluator | None = _make_alert_engine(alerts)
         if self.alert_engine is not None:
             self.alert_engine.bind(self.run_id, self._names)
         # The compiled Prometheus rules read the engine's per-instance verdicts (rewardscope/alerting/exposition.py),
-        # so the default pack is evaluated for /metrics even when alerts are not reported in-process.
-        self._state_engine = self.alert_engine if hasattr(self.alert_engine, "instance_states") else _default_state_engine()
+        # so the default pack is evaluated for /metrics even when alerts are not reported in-process (when /metrics is read).
+        if hasattr(self.alert_engine, "instance_states"):
+            self._state_engine = self.alert_engine
+        else:
+            self._state_engine = _default_state_engine() if serves_metrics else None
         if self._state_engine is not None and self._state_engine is not self.alert_engine:
             self._state_engine.bind(self.run_id, self._names)
         self._trends = self._make_trends(window_size)

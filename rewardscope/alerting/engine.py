@@ -117,6 +117,15 @@ class AlertEngine:
         self.run_id = run_id
         self.reward_functions = tuple(reward_functions)
         self.rules: tuple[Rule, ...] = tuple(r for r in pack.rules if r.enabled and r.in_process)
+        # Every instance of the bound run, resolved once: what each step evaluates, in rule order.
+        self._instances: list[tuple[Rule, str | None, str, bool, _Instance]] = []
+        for rule in self.rules:
+            name = str(rule.metric)  # step rules always have one (Rule validates it)
+            sticky = metric(name).sticky and rule.kind == "threshold"
+            for fn in rule.functions(self.reward_functions):
+                state = self._states.setdefault((rule.id, fn), _Instance())
+                self._instances.append((rule, fn, name, sticky, state))
+        self._exported: list[InstanceState] | None = None  # instance_states(), rebuilt after a transition
 
     def trend_requirements(self) -> list[tuple[str, int]]:
         """(metric, window_steps) of every trend rule, each once."""
@@ -136,23 +145,22 @@ class AlertEngine:
             self._step_intervals.append(timestamp - self._last_timestamp)
         self._last_timestamp = timestamp
         events: list[AlertEvent] = []
-        for rule in self.rules:
-            name = str(rule.metric)  # step rules always have one (Rule validates it)
-            sticky = metric(name).sticky and rule.kind == "threshold"
-            for fn in rule.functions(self.reward_functions):
-                if rule.kind == "trend":
-                    value = slope_of(name, fn, int(rule.window_steps or 0))
-                else:
-                    value = value_of(name, fn)
-                if value is None and sticky:
-                    continue  # not measured this step: keep the state, as /metrics keeps the last value
-                event = self._step_instance(rule, fn, value, step, timestamp)
-                if event is not None:
-                    events.append(event)
+        for rule, fn, name, sticky, state in self._instances:
+            if rule.kind == "trend":
+                value = slope_of(name, fn, int(rule.window_steps or 0))
+            else:
+                value = value_of(name, fn)
+            if value is None and sticky:
+                continue  # not measured this step: keep the state, as /metrics keeps the last value
+            event = self._step_instance(rule, fn, state, value, step, timestamp)
+            if event is not None:
+                events.append(event)
+        if events:
+            self._exported = None
         return events
 
-    def _step_instance(self, rule: Rule, fn: str | None, value: float | None, step: int, timestamp: float) -> AlertEvent | None:
-        state = self._states.setdefault((rule.id, fn), _Instance())
+    def _step_instance(self, rule: Rule, fn: str | None, state: _Instance, value: float | None, step: int,
+                       timestamp: float) -> AlertEvent | None:
         if state.since_resolved is not None:
             state.since_resolved += 1
         bound = rule.crossed(value)
@@ -193,12 +201,10 @@ class AlertEngine:
         The compiled Prometheus rules read these series (see rewardscope.alerting.compiler), so an
         instance is listed from bind() on, with 0 activations, before it ever fires.
         """
-        states = []
-        for rule in self.rules:
-            for fn in rule.functions(self.reward_functions):
-                state = self._states.get((rule.id, fn), _Instance())
-                states.append(InstanceState(rule.id, rule.alert, rule.severity, fn or "", state.firing, state.activations))
-        return states
+        if self._exported is None:  # firing and activations change only with a transition
+            self._exported = [InstanceState(rule.id, rule.alert, rule.severity, fn or "", state.firing, state.activations)
+                              for rule, fn, _, _, state in self._instances]
+        return self._exported
 
     def median_step_seconds(self) -> float | None:
         """Median wall time between the last recorded steps (up to STEP_INTERVAL_WINDOW), None before two steps."""

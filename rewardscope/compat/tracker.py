@@ -131,6 +131,8 @@ class RewardMetricsTracker:
             raise ValueError(f"window_size must be at least 1, got {window_size}")
         self.window_size = window_size
         self.track_distributions = track_distributions
+        # The old tracker ran no detectors: none by default here either (pass detectors=None for rewardscope's defaults).
+        monitor_options.setdefault("detectors", [])
         self.monitor = RewardMonitor(run_id, reward_function_names, run_dir=run_dir, prometheus_port=prometheus_port,
                                      window_size=window_size, log_distributions=track_distributions, on_bad_input="raise",
                                      **monitor_options)

@@ -24,7 +24,9 @@ Usage::
 from __future__ import annotations
 
 import bisect
+import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import numpy as np
 
@@ -34,11 +36,28 @@ DEFAULT_LENGTH_EDGES = np.array([2.0 ** k for k in range(2, 15)])  # 4 .. 16384 
 STEP_DURATION_EDGES = np.array([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600], dtype=np.float64)
 REWARD_BUCKETS = 20
 _ON_BOUND_TOLERANCE = 1e-9
+MAX_GRID_CELLS = 4096
 
 
 def linear_edges(low: float, high: float, buckets: int = REWARD_BUCKETS) -> np.ndarray:
     """``buckets + 1`` upper bounds from low to high, rounded so decimal rewards land on them exactly."""
     return np.round(np.linspace(low, high, buckets + 1), 10)
+
+
+def _grid_step(edges: np.ndarray) -> float | None:
+    """The coarsest step d with every edge at edges[0] + k * d (k an integer), when that grid has at most
+    MAX_GRID_CELLS cells; None otherwise. The default reward edges (-10, -5, ..., -0.1, 0, 0.1, ...) sit on a
+    grid of 0.05: 400 cells."""
+    diffs = np.diff(edges)
+    if diffs.size == 0:
+        return None
+    fractions = [Fraction(float(x)).limit_denominator(10**6) for x in diffs]
+    if any(abs(float(f) - float(x)) > 1e-12 * max(1.0, abs(float(x))) for f, x in zip(fractions, diffs)):
+        return None
+    step = fractions[0]
+    for f in fractions[1:]:
+        step = Fraction(math.gcd(step.numerator * f.denominator, f.numerator * step.denominator), step.denominator * f.denominator)
+    return float(step) if (edges[-1] - edges[0]) / float(step) <= MAX_GRID_CELLS + 0.5 else None
 
 
 def _is_linear(edges: np.ndarray) -> bool:
@@ -59,6 +78,8 @@ class BucketLayout:
         self.slices = [slice(int(s), int(s + n)) for s, n in zip(starts, sizes)]
         self.size = int(sizes.sum())
         self.linear = all(_is_linear(e) for e in self.edges)
+        grid = [None if e.size < 2 else _grid_step(e) for e in self.edges]
+        self._lookup: np.ndarray | None = None
         if self.linear:
             low = np.array([e[0] for e in self.edges])
             scale = np.array([(e.size - 1) / (e[-1] - e[0]) for e in self.edges])
@@ -67,6 +88,8 @@ class BucketLayout:
             self._offset = (starts + 1 - _ON_BOUND_TOLERANCE - low * scale)[:, None]
             self._floor = starts[:, None].astype(np.float64)
             self._ceiling = (starts + sizes - 1)[:, None].astype(np.float64)
+        elif all(step is not None for step in grid):
+            self._set_up_grid([float(step) for step in grid if step is not None], starts)
         else:
             lows = np.array([e[0] - 1.0 for e in self.edges])
             highs = np.array([e[-1] + 1.0 for e in self.edges])
@@ -76,17 +99,41 @@ class BucketLayout:
             self._flat_edges = np.concatenate([e + s for e, s in zip(self.edges, self._shift[:, 0])])
             self._row_index = np.arange(len(self.edges))[:, None]
 
+    def _set_up_grid(self, steps: list[float], starts: np.ndarray) -> None:
+        """Edges on a fine regular grid: bucket by arithmetic on the grid, then one table lookup of the bucket."""
+        tables, offsets, scales, lows, cells_per_row = [], [], [], [], []
+        offset = 0
+        for edges, step, start in zip(self.edges, steps, starts):
+            cells = round(float(edges[-1] - edges[0]) / step)
+            # Fine cell k (0 = at or below the first edge, cells + 1 = above the last) -> its bucket.
+            bounds = edges[0] + step * np.arange(cells + 1)
+            table = np.searchsorted(edges, bounds - step * 1e-6, side="left")
+            tables.append(np.append(table, edges.size) + start)
+            offsets.append(offset)
+            scales.append(1.0 / step)
+            lows.append(edges[0])
+            cells_per_row.append(cells)
+            offset += cells + 2
+        scale, low, first = np.array(scales), np.array(lows), np.array(offsets, dtype=np.float64)
+        self._lookup = np.concatenate(tables).astype(np.intp)
+        self._scale = scale[:, None]
+        self._offset = (first + 1 - _ON_BOUND_TOLERANCE - low * scale)[:, None]
+        self._floor = first[:, None]
+        self._ceiling = (first + np.array(cells_per_row) + 1)[:, None]
+
     @property
     def rows(self) -> int:
         return len(self.edges)
 
     def counts(self, values: np.ndarray) -> np.ndarray:
         """This batch's per-bucket counts (flat, row after row) of a (rows, samples) array of finite values."""
-        if self.linear:
+        if self.linear or self._lookup is not None:
             index = values * self._scale
             index += self._offset
             np.minimum(index, self._ceiling, out=index)
             np.maximum(index, self._floor, out=index)
+            if self._lookup is not None:
+                return np.bincount(self._lookup.take(index.astype(np.intp).ravel()), minlength=self.size)
         else:
             shifted = np.clip(values, self._lows, self._highs) + self._shift
             index = np.searchsorted(self._flat_edges, shifted) + self._row_index

@@ -107,3 +107,21 @@ def test_trend_set_slopes_equal_the_general_least_squares_slopes():
                     assert got[key] == pytest.approx(want, rel=1e-9, abs=1e-9)
 
     check()
+
+
+def test_edges_on_a_fine_grid_are_bucketed_by_arithmetic_like_a_search():
+    from rewardscope.metrics.histograms import _grid_step
+
+    assert _grid_step(DEFAULT_REWARD_EDGES) == pytest.approx(0.05)
+    assert _grid_step(np.array([0.0, 1.0, np.pi])) is None  # no common grid: the search path
+    layout = BucketLayout([DEFAULT_REWARD_EDGES, linear_edges(0.0, 3.0), np.array([0.0, 0.5, 1.0, 4.0])])
+    assert layout._lookup is not None
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        pool = np.concatenate([rng.normal(0.0, 4.0, 64), DEFAULT_REWARD_EDGES, [0.0, 0.5, 1.0, 4.0, -100.0, 100.0]])
+        values = rng.choice(pool, size=(3, 128))
+        want = sum(layout.row_counts(row, values[row]) for row in range(3))
+        assert layout.counts(values).tolist() == want.tolist()
+    # decimal rewards a rounding step above a bound count in the bucket whose le they equal
+    on_bound = layout.counts(np.array([[0.1 + 0.2 - 0.2], [1.0], [0.5]]))
+    assert on_bound[list(DEFAULT_REWARD_EDGES).index(0.1)] == 1
