@@ -21,7 +21,8 @@ from rewardscope.exporter.runstore import read_steps
 
 WORKER = Path(__file__).with_name("worker_monitor.py")
 # Values that depend on the wall clock or on the process, not on the batch.
-TIME_DEPENDENT = ("grpo_last_step_timestamp_seconds", "grpo_step_duration_seconds", "rewardscope_record_seconds",
+TIME_DEPENDENT = ("grpo_last_step_timestamp_seconds", "grpo_step_duration_seconds", "grpo_step_duration_median_seconds",
+                  "rewardscope_record_seconds",
                   "rewardscope_scrapes_total", "grpo_rank_")
 
 
