@@ -59,7 +59,7 @@ from .metrics.functions import RewardFunctionSpec, as_specs
 from .metrics.inputs import as_float, as_float_array, as_step, as_texts
 from .metrics.layout import StepLayout, StepMetrics
 from .metrics.step import FunctionTable, RewardStatistics, StepInputError, compute_reward_statistics
-from .metrics.training import compute_training_statistics
+from .metrics.training import SCALAR_INPUTS, compute_training_statistics
 from .metrics.window import TrendSet
 from .provenance import record_provenance
 
@@ -290,11 +290,11 @@ class RewardMonitor:
                   "clip_ratio": clip_ratio, "grad_norm": grad_norm, "loss": loss, "learning_rate": learning_rate,
                   "eval_accuracy": eval_accuracy, "tokens": tokens}
         if self.gatherer is None:
-            return self._record_step(step, rewards_by_function, prompts=prompts, completions=completions, **inputs)
+            return self._record_step(step, rewards_by_function, inputs, prompts, completions)
         batch = self._gather(step, rewards_by_function, inputs)
         if batch is None:
             return None
-        return self._record_step(batch.step, dict(zip(self._names, batch.rewards)), **batch.record_step_inputs())
+        return self._record_step(batch.step, dict(zip(self._names, batch.rewards)), batch.record_step_inputs())
 
     def _gather(self, step: Any, rewards_by_function: Mapping[str, Any], inputs: dict[str, Any]) -> GlobalBatch | None:
         """Take part in the step's gather with this rank's shard (a bad shard goes with a flag, keeping the
@@ -319,23 +319,19 @@ class RewardMonitor:
             return None
         return batch
 
-    def _record_step(self, step: Any, rewards_by_function: Mapping[str, Any], *, group_size: int | None = None,
-                     kl: float | None = None, policy_entropy: float | None = None, advantages: Any = None,
-                     completion_lengths: Any = None, max_completion_length: int | None = None,
-                     clip_ratio: float | None = None, grad_norm: float | None = None, loss: float | None = None,
-                     learning_rate: float | None = None, eval_accuracy: float | None = None,
-                     tokens: int | None = None, prompts: Sequence[str] | None = None,
-                     completions: Sequence[str] | None = None) -> StepRecord | None:
+    def _record_step(self, step: Any, rewards_by_function: Mapping[str, Any], inputs: Mapping[str, Any],
+                     prompts: Sequence[str] | None = None, completions: Sequence[str] | None = None) -> StepRecord | None:
+        """record_step of one process (or of rank 0, with the global batch); ``inputs`` are its keyword arguments."""
         started = time.perf_counter()
-        scalars = {"kl": kl, "policy_entropy": policy_entropy, "clip_ratio": clip_ratio, "grad_norm": grad_norm,
-                   "loss": loss, "learning_rate": learning_rate, "eval_accuracy": eval_accuracy}
+        scalars = {name: inputs.get(name) for name in SCALAR_INPUTS}
         try:
-            inputs = self._validate(step, rewards_by_function, group_size, scalars, advantages, completion_lengths,
-                                    max_completion_length, tokens, prompts, completions)
+            checked = self._validate(step, rewards_by_function, inputs.get("group_size"), scalars, inputs.get("advantages"),
+                                     inputs.get("completion_lengths"), inputs.get("max_completion_length"), inputs.get("tokens"),
+                                     prompts, completions)
         except StepInputError as error:
             self._skip(error.reason, str(error), step)
             return None
-        record = self._compute(inputs, started)
+        record = self._compute(checked, started)
         try:
             self.fanout.write_step(record)
         except BaseException:
