@@ -99,6 +99,10 @@ ALERT_ANNOTATIONS = (
                "{{severity}}: run {{run_id}}", ("alertname", "severity", "run_id"), color="orange"),
 )
 
+# The online detectors (rewardscope/analysis): catalogue name stem and legend.
+DETECTORS = (("reward_hacking", "hacking"), ("function_dominance", "dominance"), ("length_exploitation", "length"),
+             ("kl_acceleration", "KL acceleration"), ("zero_spread_takeover", "zero spread"))
+
 # --- run overview ---------------------------------------------------------------------------------
 OVERVIEW = Dashboard(
     uid="rewardscope-overview",
@@ -147,6 +151,19 @@ OVERVIEW = Dashboard(
             TimeSeries(title="Groups with zero reward spread", targets=(series("grpo_group_zero_std_ratio"),), width=8,
                        **RATIO),
             TimeSeries(title="Within-group reward std", targets=(series("grpo_group_reward_std_mean"),), width=8),
+        )),
+        Row("Detectors", (
+            TimeSeries(title="Detector evidence",
+                       targets=tuple(Target(sel(f"grpo_{name}_evidence_ratio"), f"{{{{run_id}}}} {label}")
+                                     for name, label in DETECTORS),
+                       width=16, description="Each online detector's evidence, 0 (none) to 1 (its trigger reached): reward "
+                                             "hacking, one function dominating, length exploitation, KL accelerating, "
+                                             "zero-spread groups taking over (docs/runbooks.md says how each is computed).",
+                       **RATIO),
+            TimeSeries(title="Verdicts held", targets=tuple(Target(sel(f"grpo_{name}_suspected"), f"{{{{run_id}}}} {label}")
+                                                            for name, label in DETECTORS),
+                       width=8, unit="none", min=0.0, max=1.0,
+                       description="1 while a detector holds its verdict; a held verdict clears only on evidence of recovery."),
         )),
         Row("Alerts", (
             Stat(title="Alerts fired (in-process, total)",
