@@ -467,11 +467,19 @@ class RewardMonitor:
             "closed": time.time(),
         }
 
-    def close(self) -> None:
-        """Write the summary, close the sinks (Prometheus lingers if asked), stop /metrics. Safe to call twice."""
+    def close(self, linger_seconds: float | None = None) -> None:
+        """Write the summary, close the sinks, stop /metrics. Safe to call twice.
+
+        /metrics first reports ``grpo_run_ended 1`` for ``linger_seconds`` (default: the constructor's), so
+        Prometheus sees a run that ended rather than one that vanished.
+        """
         if self._closed:
             return
         self._closed = True
+        if linger_seconds is not None:
+            if linger_seconds < 0:
+                raise ValueError(f"linger_seconds must be 0 or more, got {linger_seconds!r}")
+            self.prometheus.linger_seconds = float(linger_seconds)
         if self.gatherer is not None:
             self.registry.unregister(self._ranks)
         self.fanout.close(self.summary())

@@ -67,6 +67,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--linger", type=float, default=None,
                         help="keep serving /metrics this many seconds after the last step (a stalled run lingers until "
                              "Ctrl-C unless this is given)")
+    parser.add_argument("--end-linger", type=float, default=15.0,
+                        help="after a run that recorded all its steps, keep serving /metrics this many seconds with "
+                             "grpo_run_ended 1, so Prometheus sees it end rather than die (default 15; 0 to exit at once)")
     parser.add_argument("--list", action="store_true", help="list the scenarios with their onset and description, and exit")
 
 
@@ -121,6 +124,8 @@ def run(args: argparse.Namespace) -> int:
         return _error("--print-alerts prints the in-process alerts: add --alerts")
     if args.linger is not None and args.linger < 0:
         return _error(f"--linger must be >= 0 seconds, got {args.linger}")
+    if args.end_linger < 0:
+        return _error(f"--end-linger must be >= 0 seconds, got {args.end_linger}")
     run_id = args.run_id or f"{plan.scenario.value}-{time.strftime('%Y%m%d-%H%M%S')}"
     steps_file = Path(args.run_dir) / run_id / "steps.jsonl"
     if steps_file.exists() and steps_file.stat().st_size > 0:
@@ -157,9 +162,12 @@ def run(args: argparse.Namespace) -> int:
     sys.stdout.flush()
 
     status = 0
+    end_linger = 0.0  # an interrupted or stalled run exits at once
     restore = _sigterm_as_interrupt()
     try:
         drive(monitor, iter_plan(plan), rate=args.rate, progress=progress)
+        if not info.stops_recording:
+            end_linger = args.end_linger
         # A stalled run lingers until Ctrl-C unless --linger says how long; without a server there is nothing to serve.
         wait = args.linger if args.linger is not None else (None if info.stops_recording else 0.0)
         if monitor.server is not None and wait != 0.0:
@@ -175,7 +183,7 @@ def run(args: argparse.Namespace) -> int:
         status = 130
     finally:
         progress.finish()
-        monitor.close()
+        monitor.close(linger_seconds=end_linger)
         restore()
     print()
     print(render(summarize(monitor.run_directory)))

@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 
 import pytest
@@ -18,7 +19,7 @@ from rewardscope.simulation.run import Progress, drive
 
 def test_simulate_writes_a_run_directory_that_summary_reads(tmp_path, capsys):
     rc = main(["simulate", "--scenario", "kl_blowup", "--steps", "30", "--rate", "0", "--port", "0", "--seed", "5",
-               "--run-dir", str(tmp_path), "--run-id", "e2e", "--log-distributions"])
+               "--run-dir", str(tmp_path), "--run-id", "e2e", "--log-distributions", "--end-linger", "0"])
     out = capsys.readouterr().out
     assert rc == 0
     assert "/metrics: http://127.0.0.1:" in out and f"run dir:  {tmp_path / 'e2e'}" in out
@@ -205,3 +206,19 @@ def test_in_process_alerts_are_printed_and_recorded(tmp_path, capsys):
     assert firing and all(e["step"] >= 24 for e in fired)  # nothing before the onset (step 24)
     assert out.count("[rewardscope] FIRING ") == len(firing)
     assert "alerts fired:        none" not in out
+
+
+def test_a_finished_run_reports_its_end_on_metrics_before_it_exits(tmp_path, processes):
+    process = _start(["--scenario", "healthy", "--steps", "5", "--rate", "0", "--run-id", "ends", "--end-linger", "20"], tmp_path)
+    processes.append(process)
+    line, _ = _read_until(process.stdout, "/metrics: http://")
+    url = line.split("/metrics: ", 1)[1].strip()
+    deadline = time.monotonic() + 20
+    ended = False
+    while not ended and time.monotonic() < deadline:
+        ended = 'grpo_run_ended{run_id="ends"} 1.0' in _scrape(url)
+        time.sleep(0.1)
+    assert ended, "Prometheus would never have seen the run end"
+    assert 'grpo_step{run_id="ends"} 5.0' in _scrape(url)  # the final state, still served
+    process.terminate()  # SIGTERM ends the linger early
+    process.wait(timeout=30)
