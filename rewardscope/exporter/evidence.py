@@ -37,7 +37,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -190,22 +190,28 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
+def _records(path: Path, text: str) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of every whole evidence line; other lines are warned about and left out."""
+    for number, line in enumerate(text.splitlines(), 1):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not (isinstance(record, dict) and "alertname" in record and "step" in record):
+            log.warning("%s:%d: skipped a line that is not an evidence record (a torn final line from an interrupted "
+                        "writer?)", path, number)
+            continue
+        yield number, record
+
+
 def keep_records(path: Path, resume_after_step: int | None) -> list[dict]:
     """The whole records of an existing file; rewrites it without a torn tail or steps after ``resume_after_step``."""
     if not path.exists():
         return []
-    records, text = [], path.read_text(encoding="utf-8")
-    whole = text.endswith("\n")
-    lines = text.splitlines()
-    for number, line in enumerate(lines, 1):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            log.warning("%s:%d: dropped a line that is not JSON (a torn final line from an interrupted writer?)", path, number)
-            continue
-        if resume_after_step is None or record["step"] <= resume_after_step:
-            records.append(record)
-    if len(records) != len(lines) or (lines and not whole):
+    text = path.read_text(encoding="utf-8")
+    lines = len(text.splitlines())
+    records = [r for _, r in _records(path, text) if resume_after_step is None or r["step"] <= resume_after_step]
+    if len(records) != lines or (text and not text.endswith("\n")):
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in records), encoding="utf-8")
         os.replace(tmp, path)
@@ -217,17 +223,7 @@ def read_evidence(run_dir: str | os.PathLike) -> list[dict]:
     path = Path(run_dir) / EVIDENCE_FILE
     if not path.exists():
         return []
-    records = []
-    with open(path, encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            try:
-                record = json.loads(line)
-            except ValueError:
-                log.warning("%s:%d: skipped a line that is not JSON (a torn final line?)", path, number)
-                continue
-            if isinstance(record, dict) and "alertname" in record and "step" in record:
-                records.append({**record, "line": number})
-    return records
+    return [{**record, "line": number} for number, record in _records(path, path.read_text(encoding="utf-8"))]
 
 
 def evidence_index(run_dir: str | os.PathLike) -> list[dict]:

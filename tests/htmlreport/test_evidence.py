@@ -94,6 +94,17 @@ def test_resume_drops_later_lines_and_a_torn_tail(tmp_path):
     assert path.read_text().endswith("\n")
 
 
+def test_a_line_that_is_json_but_no_record_is_dropped_on_reopen_not_a_crash(tmp_path):
+    rewards, advantages, _, _ = batch()
+    writer = EvidenceSink(tmp_path, NAMES, [1.0, 1.0], max_per_alert=10)
+    writer.write(3, [event(step=3)], rewards, advantages=advantages)
+    path = tmp_path / "evidence.jsonl"
+    path.write_text(path.read_text() + "3\n[]\n")
+    assert [r["step"] for r in read_evidence(tmp_path)] == [3]
+    reopened = EvidenceSink(tmp_path, NAMES, [1.0, 1.0], max_per_alert=10, resume_after_step=6)
+    assert reopened.lines == 1 and len(path.read_text().splitlines()) == 1
+
+
 def test_monitor_keeps_evidence_of_a_firing_alert_and_summary_names_the_line(tmp_path):
     from rewardscope.alerting.engine import AlertEngine
 
