@@ -37,7 +37,7 @@ import json
 import logging
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -96,7 +96,7 @@ class EvidenceSink(Sink):
         self.skipped = 0
         self.dropped_texts = 0
         self._warned: set[str] = set()
-        kept = keep_records(self.path, resume_after_step)
+        kept = keep_records(self.path, resume_after_step, is_evidence_record)
         self.lines = len(kept)
         self._per_alert: dict[tuple, int] = {}
         for record in kept:
@@ -190,27 +190,36 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"not JSON serialisable: {type(value).__name__}")
 
 
-def _records(path: Path, text: str) -> Iterator[tuple[int, dict]]:
-    """(line number, record) of every whole evidence line; other lines are warned about and left out."""
+def is_evidence_record(record: Any) -> bool:
+    return isinstance(record, dict) and "alertname" in record and isinstance(record.get("step"), int)
+
+
+def whole_records(path: Path, text: str, is_record: Callable[[Any], bool]) -> Iterator[tuple[int, dict]]:
+    """(line number, record) of every line of ``text`` that ``is_record``; other lines are warned about and left out."""
     for number, line in enumerate(text.splitlines(), 1):
         try:
             record = json.loads(line)
         except ValueError:
             record = None
-        if not (isinstance(record, dict) and "alertname" in record and "step" in record):
-            log.warning("%s:%d: skipped a line that is not an evidence record (a torn final line from an interrupted "
+        if not is_record(record):
+            log.warning("%s:%d: skipped a line that is not a whole record (a torn final line from an interrupted "
                         "writer?)", path, number)
             continue
         yield number, record
 
 
-def keep_records(path: Path, resume_after_step: int | None) -> list[dict]:
-    """The whole records of an existing file; rewrites it without a torn tail or steps after ``resume_after_step``."""
+def keep_records(path: Path, resume_after_step: int | None, is_record: Callable[[Any], bool]) -> list[dict]:
+    """The whole records of an existing JSONL file; rewrites it without a torn tail or steps after ``resume_after_step``.
+
+    Shared by the evidence and probe files: each passes the test a line must pass to be one of its records
+    (a record has an integer ``step``).
+    """
     if not path.exists():
         return []
     text = path.read_text(encoding="utf-8")
     lines = len(text.splitlines())
-    records = [r for _, r in _records(path, text) if resume_after_step is None or r["step"] <= resume_after_step]
+    records = [r for _, r in whole_records(path, text, is_record)
+               if resume_after_step is None or r["step"] <= resume_after_step]
     if len(records) != lines or (text and not text.endswith("\n")):
         tmp = path.with_suffix(".tmp")
         tmp.write_text("".join(json.dumps(r, allow_nan=False) + "\n" for r in records), encoding="utf-8")
@@ -223,7 +232,8 @@ def read_evidence(run_dir: str | os.PathLike) -> list[dict]:
     path = Path(run_dir) / EVIDENCE_FILE
     if not path.exists():
         return []
-    return [{**record, "line": number} for number, record in _records(path, path.read_text(encoding="utf-8"))]
+    return [{**record, "line": number} for number, record in whole_records(path, path.read_text(encoding="utf-8"),
+                                                                                  is_evidence_record)]
 
 
 def evidence_index(run_dir: str | os.PathLike) -> list[dict]:

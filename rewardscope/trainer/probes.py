@@ -27,14 +27,13 @@ Usage::
 from __future__ import annotations
 
 import json
-import logging
 import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("rewardscope")
+from ..exporter.evidence import keep_records, whole_records
 
 PROBES_FILE = "probes.jsonl"
 
@@ -45,8 +44,6 @@ class ProbeRecorder:
     def __init__(self, run_dir: str | os.PathLike, prompts: Sequence[str], every: int, *, total_steps: int | None = None,
                  expected: Sequence[str | None] | None = None, max_chars: int = 500, max_records: int = 200,
                  resume_after_step: int | None = None) -> None:
-        from ..exporter.evidence import keep_records
-
         if every < 1 or max_records < 2 or max_chars < 1:
             raise ValueError("every must be >= 1, max_records >= 2 and max_chars >= 1")
         if expected is not None and len(expected) != len(prompts):
@@ -59,7 +56,7 @@ class ProbeRecorder:
         self.every = every if total_steps is None else max(every, math.ceil(total_steps / (max_records - 2)))
         self.max_chars = max_chars
         self.max_records = max_records
-        self.records = len(keep_records(self.path, resume_after_step)) if self.path.parent.is_dir() else 0
+        self.records = len(keep_records(self.path, resume_after_step, is_probe_record)) if self.path.parent.is_dir() else 0
         self._seen_first = self.records > 0
 
     def due(self, step: int) -> bool:
@@ -96,20 +93,16 @@ def trainer_probes(trainer: Any, run_dir: str | os.PathLike | None, resume_after
                          expected=[p.answer for p in problems], resume_after_step=resume_after_step)
 
 
+def is_probe_record(record: Any) -> bool:
+    return isinstance(record, dict) and isinstance(record.get("step"), int) and isinstance(record.get("answers"), list)
+
+
 def read_probes(run_dir: str | os.PathLike) -> list[dict]:
     """Every whole probe record of a run, in step order; [] when the run has none."""
     path = Path(run_dir) / PROBES_FILE
     if not path.exists():
         return []
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        try:
-            record = json.loads(line)
-        except ValueError:
-            log.warning("%s:%d: skipped a line that is not JSON (a torn final line?)", path, number)
-            continue
-        if isinstance(record, dict) and isinstance(record.get("step"), int) and isinstance(record.get("answers"), list):
-            records.append(record)
+    records = [record for _, record in whole_records(path, path.read_text(encoding="utf-8"), is_probe_record)]
     return sorted(records, key=lambda r: r["step"])
 
 
