@@ -84,6 +84,9 @@ class FunctionTable:
     combined_range: tuple[float, float] | None
     buckets: BucketLayout  # rows: each function, then the combined reward
     never_negative: np.ndarray  # (F+1,) bool: a declared minimum >= 0, per function then for the combined reward
+    row_low: np.ndarray  # (F+1, 1) declared minimum per function then the combined reward's, NaN when undeclared
+    row_high: np.ndarray  # (F+1, 1) the same for the maxima
+    missing_bounds: np.ndarray  # (2, F+1) bool: no declared maximum, no declared minimum (so no saturation ratio)
 
     @classmethod
     def build(cls, specs: Sequence[RewardFunctionSpec]) -> FunctionTable:
@@ -97,7 +100,10 @@ class FunctionTable:
                  else DEFAULT_REWARD_EDGES for s in specs]
         edges.append(linear_edges(*declared) if declared else DEFAULT_REWARD_EDGES)
         never_negative = np.append(low >= 0, declared is not None and declared[0] >= 0)
-        return cls(specs, weights, low, high, declared, BucketLayout(edges), never_negative)
+        # The combined row's saturation ratios are not reported: NaN bounds leave its flags False.
+        row_low, row_high = np.append(low, nan)[:, None], np.append(high, nan)[:, None]
+        return cls(specs, weights, low, high, declared, BucketLayout(edges), never_negative, row_low, row_high,
+                   np.isnan(np.stack([row_high[:, 0], row_low[:, 0]])))
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -154,13 +160,24 @@ def _statistics_all_finite(stacked: np.ndarray, sums: np.ndarray, table: Functio
 
     counts = table.buckets.counts(stacked)
     f = rows - 1
+    # One reduction for the three per-group flags of every row: zero spread, all at the maximum, all at the minimum.
+    flags = np.empty((3, rows, n_groups), dtype=bool)
+    flags[0] = g_zero
+    np.greater_equal(g_min, table.row_high, out=flags[1])
+    np.less_equal(g_max, table.row_low, out=flags[2])
+    ratios = np.add.reduce(flags, axis=2, dtype=np.int64) / n_groups
+    ratios[1:][table.missing_bounds] = np.nan
+    std_means = np.add.reduce(g_std, axis=1) / n_groups
     run = _combined_values(means[f], variances[f], mins[f], maxs[f], sums[f], n)
     run["grpo_reward_nonfinite_samples"] = 0.0
     if table.combined_range is not None:
         run["grpo_reward_entropy_ratio"] = _entropy_from_buckets(counts[table.buckets.slices[f]], n)
     else:
         run["grpo_reward_entropy_ratio"] = _entropy_ratio(stacked[f], None)
-    _combined_group_values(g_zero[f], g_std[f], g_var[f], variances[f], group_size, run)
+    run["grpo_group_zero_std_ratio"] = float(ratios[0, f])
+    run["grpo_group_reward_std_mean"] = float(std_means[f])
+    if group_size > 1 and variances[f] > 0:
+        run["grpo_reward_signal_to_noise"] = _signal_to_noise(float(np.add.reduce(g_var[f])) / n_groups, variances[f])
     per_function = {
         "grpo_reward_fn_mean": means[:f],
         "grpo_reward_fn_std": stds[:f],
@@ -168,10 +185,10 @@ def _statistics_all_finite(stacked: np.ndarray, sums: np.ndarray, table: Functio
         "grpo_reward_fn_max": maxs[:f],
         "grpo_reward_fn_contribution_ratio": _contributions(table.weights, sums[:f]),
         "grpo_reward_fn_nonfinite_samples": np.zeros(f),
-        "grpo_reward_fn_group_zero_std_ratio": np.count_nonzero(g_zero[:f], axis=1) / n_groups,
-        "grpo_reward_fn_group_std_mean": np.add.reduce(g_std[:f], axis=1) / n_groups,
-        "grpo_reward_fn_group_all_max_ratio": _saturation(g_min[:f] >= table.high[:, None], table.high),
-        "grpo_reward_fn_group_all_min_ratio": _saturation(g_max[:f] <= table.low[:, None], table.low),
+        "grpo_reward_fn_group_zero_std_ratio": ratios[0, :f],
+        "grpo_reward_fn_group_std_mean": std_means[:f],
+        "grpo_reward_fn_group_all_max_ratio": ratios[1, :f],
+        "grpo_reward_fn_group_all_min_ratio": ratios[2, :f],
     }
     # Not skipped for rows declared non-negative: a function may break its declaration, a counter must not decrease.
     positive = np.add.reduce(np.maximum(stacked, 0.0), axis=1)
@@ -209,8 +226,12 @@ def _combined_group_values(zero: np.ndarray, std: np.ndarray, var: np.ndarray, t
     run["grpo_group_zero_std_ratio"] = np.count_nonzero(zero) / zero.size
     run["grpo_group_reward_std_mean"] = float(np.add.reduce(std)) / zero.size
     if group_size > 1 and total_var > 0:
-        # Equal group sizes: total variance = mean within-group variance + variance of the group means.
-        run["grpo_reward_signal_to_noise"] = math.sqrt(min(float(np.add.reduce(var)) / zero.size / total_var, 1.0))
+        run["grpo_reward_signal_to_noise"] = _signal_to_noise(float(np.add.reduce(var)) / zero.size, total_var)
+
+
+def _signal_to_noise(mean_within_variance: float, total_variance: float) -> float:
+    # Equal group sizes: total variance = mean within-group variance + variance of the group means.
+    return math.sqrt(min(mean_within_variance / total_variance, 1.0))
 
 
 def _contributions(weights: np.ndarray, sums: np.ndarray) -> np.ndarray:
