@@ -125,6 +125,16 @@ class BucketLayout:
     def rows(self) -> int:
         return len(self.edges)
 
+    def arithmetic(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int] | None:
+        """What a compiled pass needs to bucket by arithmetic as ``counts`` does: per row scale, offset, floor
+        and ceiling (cell = trunc(clip(v * scale + offset, floor, ceiling))), the cell-to-bucket lookup (empty:
+        the cell is the bucket) and the number of buckets; None for rows bucketed by ``searchsorted``."""
+        if not (self.linear or self._lookup is not None):
+            return None
+        lookup = self._lookup if self._lookup is not None else np.zeros(0, dtype=np.intp)
+        return (self._scale[:, 0].copy(), self._offset[:, 0].copy(), self._floor[:, 0].copy(),
+                self._ceiling[:, 0].copy(), lookup, self.size)
+
     def counts(self, values: np.ndarray) -> np.ndarray:
         """This batch's per-bucket counts (flat, row after row) of a (rows, samples) array of finite values."""
         if self.linear or self._lookup is not None:

@@ -23,12 +23,14 @@ Usage::
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import kernel
 from .functions import RewardFunctionSpec, combined_range
 from .histograms import DEFAULT_REWARD_EDGES, REWARD_BUCKETS, BucketLayout, linear_edges
 
@@ -87,9 +89,14 @@ class FunctionTable:
     row_low: np.ndarray  # (F+1, 1) declared minimum per function then the combined reward's, NaN when undeclared
     row_high: np.ndarray  # (F+1, 1) the same for the maxima
     missing_bounds: np.ndarray  # (2, F+1) bool: no declared maximum, no declared minimum (so no saturation ratio)
+    compiled: bool  # reduce finite batches with the compiled kernel (metrics/kernel.py), else with numpy
+    high_bounds: np.ndarray  # (F+1,) row_high, contiguous: the kernel's arguments, built once
+    low_bounds: np.ndarray
+    arithmetic_buckets: tuple | None  # BucketLayout.arithmetic()
 
     @classmethod
-    def build(cls, specs: Sequence[RewardFunctionSpec]) -> FunctionTable:
+    def build(cls, specs: Sequence[RewardFunctionSpec], compiled: bool | None = None) -> FunctionTable:
+        """``compiled``: None uses the compiled kernel when numba is installed; False forces the numpy path."""
         specs = tuple(specs)
         weights = np.array([s.weight for s in specs], dtype=np.float64)
         nan = float("nan")
@@ -102,8 +109,10 @@ class FunctionTable:
         never_negative = np.append(low >= 0, declared is not None and declared[0] >= 0)
         # The combined row's saturation ratios are not reported: NaN bounds leave its flags False.
         row_low, row_high = np.append(low, nan)[:, None], np.append(high, nan)[:, None]
-        return cls(specs, weights, low, high, declared, BucketLayout(edges), never_negative, row_low, row_high,
-                   np.isnan(np.stack([row_high[:, 0], row_low[:, 0]])))
+        buckets = BucketLayout(edges)
+        return cls(specs, weights, low, high, declared, buckets, never_negative, row_low, row_high,
+                   np.isnan(np.stack([row_high[:, 0], row_low[:, 0]])), kernel.available() if compiled is None else compiled,
+                   row_high[:, 0].copy(), row_low[:, 0].copy(), buckets.arithmetic())
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -128,9 +137,9 @@ def compute_reward_statistics(rewards: np.ndarray, specs: Sequence[RewardFunctio
     stacked = np.empty((n_functions + 1, n_samples))
     stacked[:n_functions] = rewards
     np.dot(table.weights, rewards, out=stacked[n_functions])
-    sums = stacked.sum(axis=1)
-    if np.isfinite(sums).all():
-        stats = _statistics_all_finite(stacked, sums, table, group_size)
+    reductions = _reduce_compiled(stacked, table, group_size) if table.compiled else _reduce_numpy(stacked, table, group_size)
+    if reductions is not None and np.isfinite(reductions.sums).all():
+        stats = _statistics_all_finite(stacked, reductions, table, group_size)
     else:
         stats = _statistics_with_nonfinite(rewards, table, group_size)
     if not (np.isfinite(stats.positive_sums).all() and np.isfinite(stats.negative_sums).all()):
@@ -138,14 +147,23 @@ def compute_reward_statistics(rewards: np.ndarray, specs: Sequence[RewardFunctio
     return stats
 
 
-def _statistics_all_finite(stacked: np.ndarray, sums: np.ndarray, table: FunctionTable, group_size: int) -> RewardStatistics:
+def _reduce_compiled(stacked: np.ndarray, table: FunctionTable, group_size: int) -> kernel.RowReductions | None:
+    out = kernel.reduce_rows(stacked, group_size, table.high_bounds, table.low_bounds, table.arithmetic_buckets)
+    if out is not None and out.bucket_counts is None and np.isfinite(out.sums).all():
+        out = dataclasses.replace(out, bucket_counts=table.buckets.counts(stacked))
+    return out
+
+
+def _reduce_numpy(stacked: np.ndarray, table: FunctionTable, group_size: int) -> kernel.RowReductions | None:
+    """The reductions ``kernel.reduce_rows`` computes, by numpy: the reference path, and the path without numba."""
     rows, n = stacked.shape
+    sums = stacked.sum(axis=1)
+    if not np.isfinite(sums).all():
+        return None
     means = sums / n
     mins, maxs = stacked.min(axis=1), stacked.max(axis=1)
     variances = _guarded_variance(np.einsum("ij,ij->i", stacked, stacked) / n, means, mins == maxs,
                                   lambda r: stacked[r].var(axis=1))
-    stds = np.sqrt(variances)
-
     n_groups = n // group_size
     # A contiguous (G, rows*B) copy makes the per-group reductions run along the fast axis.
     members = stacked.reshape(rows * n_groups, group_size).T.copy()
@@ -156,19 +174,29 @@ def _statistics_all_finite(stacked: np.ndarray, sums: np.ndarray, table: Functio
                               lambda cols: members[:, cols].var(axis=0))
     shape = (rows, n_groups)
     g_min, g_max, g_var, g_zero = g_min.reshape(shape), g_max.reshape(shape), g_var.reshape(shape), g_zero.reshape(shape)
-    g_std = np.sqrt(g_var)
-
-    counts = table.buckets.counts(stacked)
-    f = rows - 1
     # One reduction for the three per-group flags of every row: zero spread, all at the maximum, all at the minimum.
     flags = np.empty((3, rows, n_groups), dtype=bool)
     flags[0] = g_zero
     np.greater_equal(g_min, table.row_high, out=flags[1])
     np.less_equal(g_max, table.row_low, out=flags[2])
-    ratios = np.add.reduce(flags, axis=2, dtype=np.int64) / n_groups
+    positive = np.add.reduce(np.maximum(stacked, 0.0), axis=1)
+    return kernel.RowReductions(sums, variances, mins, maxs, positive, np.add.reduce(flags, axis=2, dtype=np.int64),
+                                np.add.reduce(np.sqrt(g_var), axis=1), np.add.reduce(g_var, axis=1),
+                                table.buckets.counts(stacked))
+
+
+def _statistics_all_finite(stacked: np.ndarray, r: kernel.RowReductions, table: FunctionTable,
+                           group_size: int) -> RewardStatistics:
+    rows, n = stacked.shape
+    n_groups = n // group_size
+    f = rows - 1
+    means = r.sums / n
+    counts = r.bucket_counts
+    assert counts is not None
+    ratios = r.group_counts / n_groups
     ratios[1:][table.missing_bounds] = np.nan
-    std_means = np.add.reduce(g_std, axis=1) / n_groups
-    run = _combined_values(means[f], variances[f], mins[f], maxs[f], sums[f], n)
+    std_means = r.group_std_sums / n_groups
+    run = _combined_values(means[f], r.variances[f], r.mins[f], r.maxs[f], r.sums[f], n)
     run["grpo_reward_nonfinite_samples"] = 0.0
     if table.combined_range is not None:
         run["grpo_reward_entropy_ratio"] = _entropy_from_buckets(counts[table.buckets.slices[f]], n)
@@ -176,14 +204,14 @@ def _statistics_all_finite(stacked: np.ndarray, sums: np.ndarray, table: Functio
         run["grpo_reward_entropy_ratio"] = _entropy_ratio(stacked[f], None)
     run["grpo_group_zero_std_ratio"] = float(ratios[0, f])
     run["grpo_group_reward_std_mean"] = float(std_means[f])
-    if group_size > 1 and variances[f] > 0:
-        run["grpo_reward_signal_to_noise"] = _signal_to_noise(float(np.add.reduce(g_var[f])) / n_groups, variances[f])
+    if group_size > 1 and r.variances[f] > 0:
+        run["grpo_reward_signal_to_noise"] = _signal_to_noise(float(r.group_variance_sums[f]) / n_groups, r.variances[f])
     per_function = {
         "grpo_reward_fn_mean": means[:f],
-        "grpo_reward_fn_std": stds[:f],
-        "grpo_reward_fn_min": mins[:f],
-        "grpo_reward_fn_max": maxs[:f],
-        "grpo_reward_fn_contribution_ratio": _contributions(table.weights, sums[:f]),
+        "grpo_reward_fn_std": np.sqrt(r.variances[:f]),
+        "grpo_reward_fn_min": r.mins[:f],
+        "grpo_reward_fn_max": r.maxs[:f],
+        "grpo_reward_fn_contribution_ratio": _contributions(table.weights, r.sums[:f]),
         "grpo_reward_fn_nonfinite_samples": np.zeros(f),
         "grpo_reward_fn_group_zero_std_ratio": ratios[0, :f],
         "grpo_reward_fn_group_std_mean": std_means[:f],
@@ -191,8 +219,8 @@ def _statistics_all_finite(stacked: np.ndarray, sums: np.ndarray, table: Functio
         "grpo_reward_fn_group_all_min_ratio": ratios[2, :f],
     }
     # Not skipped for rows declared non-negative: a function may break its declaration, a counter must not decrease.
-    positive = np.add.reduce(np.maximum(stacked, 0.0), axis=1)
-    return RewardStatistics(run, per_function, stacked[f], counts, positive, positive - sums, np.full(rows, n))
+    return RewardStatistics(run, per_function, stacked[f], counts, r.positive_sums, r.positive_sums - r.sums,
+                            np.full(rows, n))
 
 
 def _guarded_variance(mean_square: np.ndarray, mean: np.ndarray, constant: np.ndarray, two_pass) -> np.ndarray:
