@@ -83,11 +83,13 @@ class RewardMetrics:
 
     @classmethod
     def from_step(cls, metrics: StepMetrics, batch_size: int, keep_distribution: bool = True) -> RewardMetrics:
-        values: dict[str, Any] = {name: metrics.value(catalogue) for name, catalogue in RUN_FIELDS.items()}
+        # One read of the row as Python floats: per-value lookups cost more than the rest of the old API's step.
+        row, layout = metrics.row.tolist(), metrics.layout
+        values: dict[str, Any] = {name: _present(row[layout.index(catalogue)]) for name, catalogue in RUN_FIELDS.items()}
         for name, catalogue in FUNCTION_FIELDS.items():
             scale = 100.0 if name in _PERCENT_FIELDS else 1.0
-            per_fn = {fn: metrics.value(catalogue, fn) for fn in metrics.reward_functions}
-            values[name] = {fn: None if v is None else scale * v for fn, v in per_fn.items()}
+            values[name] = {fn: None if math.isnan(row[i]) else scale * row[i]
+                            for fn, i in zip(metrics.reward_functions, layout.function_slots[catalogue].tolist())}
         distribution = None
         if keep_distribution and metrics.rewards is not None:
             distribution = dict(zip(metrics.reward_functions, metrics.rewards))
@@ -105,6 +107,10 @@ class RewardMetrics:
         if self.step_metrics is not None:
             data["metrics"] = self.step_metrics.as_dict()
         return data
+
+
+def _present(value: float) -> float | None:
+    return None if math.isnan(value) else value
 
 
 def _stats(values: list[float | None]) -> dict[str, float] | None:
