@@ -4,5 +4,5 @@
 # Extra arguments go to `rewardscope train`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-./scripts/setup.sh train
+./scripts/setup.sh train,fast
 exec .venv/bin/rewardscope train --enable-alerts "$@"
