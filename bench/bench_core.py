@@ -95,6 +95,28 @@ def tracker(n: int = 1024, f: int = 4, steps: int = 3000) -> dict:
             "p50_us": round(float(np.percentile(times, 50)) * 1e6, 1), "p99_us": round(float(np.percentile(times, 99)) * 1e6, 1)}
 
 
+def statistics(n: int, f: int, steps: int) -> dict:
+    """compute_reward_statistics alone, by the compiled pass (metrics/kernel.py) and by the numpy path."""
+    from rewardscope.metrics import kernel
+    from rewardscope.metrics.step import FunctionTable, compute_reward_statistics
+
+    specs = reward_functions(f)
+    matrices = [np.stack([b[s.name] for s in specs]) for b in batches(specs, n, 8)]
+    result: dict = {"samples": n, "functions": f, "steps": steps}
+    for path in ("compiled", "numpy"):
+        if path == "compiled" and not kernel.available():
+            result["compiled_p50_us"] = None  # numba not installed
+            continue
+        table = FunctionTable.build(specs, compiled=path == "compiled")
+        times = np.empty(steps)
+        for i in range(steps):
+            started = time.perf_counter()
+            compute_reward_statistics(matrices[i % 8], table, GROUP_SIZE)
+            times[i] = time.perf_counter() - started
+        result[f"{path}_p50_us"] = round(float(np.percentile(times, 50)) * 1e6, 1)
+    return result
+
+
 def memory(total_steps: int, distributions: bool, n: int = 64, f: int = 4) -> dict:
     specs = reward_functions(f)
     data = batches(specs, n, 8)
@@ -154,10 +176,10 @@ def render(f: int, n: int = 1024, renders: int = 300) -> dict:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller grid, 100k-step memory runs")
-    parser.add_argument("--part", choices=("latency", "tracker", "memory", "disk", "render"), action="append",
+    parser.add_argument("--part", choices=("latency", "statistics", "tracker", "memory", "disk", "render"), action="append",
                         help="run only these parts (repeatable; default: all)")
     args = parser.parse_args()
-    parts = set(args.part or ("latency", "tracker", "memory", "disk", "render"))
+    parts = set(args.part or ("latency", "statistics", "tracker", "memory", "disk", "render"))
     sizes = (64, 256, 1024, 4096, 65536)
     grid = []
     for f in (4, 16) if "latency" in parts else ():
@@ -175,6 +197,8 @@ def main() -> int:
         "machine": {"python": platform.python_version(), "numpy": np.__version__, "cpus": os.cpu_count(),
                     "processor": platform.processor() or platform.machine()},
         "record_step_latency": grid,
+        "reward_statistics": [statistics(n, f, 300 if n >= 65536 else 3000)
+                              for f in (4, 16) for n in (1024, 65536)] if "statistics" in parts else [],
         "old_api_tracker": [tracker()] if "tracker" in parts else [],
         "memory": memory_runs,
         "disk": [disk(False), disk(True), disk(True, "continuous")] if "disk" in parts else [],

@@ -7,12 +7,12 @@ overhead. ``bench/bench_core.py --part statistics`` measured the numpy path at
 80 µs for N = 1,024 and 7.7 ms for N = 65,536 (F = 4), this kernel (numba, one
 pass per row) at 13 µs and 0.6 ms.
 
-numba pins numpy below its next major versions, so it is optional at run time:
-``available()`` says whether it imported, and ``metrics/step.py`` falls back to its
-numpy path, which stays the reference the kernel is tested against
-(``tests/core/test_statistics_kernel.py``). The compiled function is cached next to
-this file (``NUMBA_CACHE_DIR`` moves it), so only the first process after an install
-compiles it (about a second).
+numba pins numpy below its next major versions, so it is optional: ``available()``
+imports numba and compiles the pass once per process (about a second the first time;
+numba caches the machine code next to this file, or under ``NUMBA_CACHE_DIR``, so later
+processes load it in a fraction of that). Where numba is missing or fails, ``available()``
+is False (a failure is logged once) and ``metrics/step.py`` uses its numpy path, which
+stays the reference the kernel is tested against (``tests/core/test_statistics_kernel.py``).
 
 Variances are computed in two passes (the mean, then squared deviations), so they do
 not cancel for rewards with a large offset; a row or group whose values are all equal
@@ -31,6 +31,7 @@ Usage::
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -38,11 +39,6 @@ from typing import Any
 import numpy as np
 
 log = logging.getLogger("rewardscope")
-
-try:  # an optional accelerator: see the module docstring
-    import numba
-except ImportError:  # pragma: no cover - exercised where numba is not installed
-    numba = None  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -61,8 +57,31 @@ class RowReductions:
 
 
 def available() -> bool:
-    """Whether numba imported, so ``reduce_rows`` can run."""
-    return numba is not None
+    """Whether the compiled pass can run: numba is installed, imports and compiles it (once per process, at the
+    first call: about a second, or 0.1-0.3 s from numba's cache). A failure is logged once and the callers use
+    their numpy path."""
+    global _KERNEL, _UNAVAILABLE
+    if _KERNEL is None and _UNAVAILABLE is None:
+        if importlib.util.find_spec("numba") is None:
+            _UNAVAILABLE = "numba is not installed"
+            return False
+        try:
+            import numba  # imported here, not at the top: commands that compute no statistics skip its 0.2 s
+
+            kernel = numba.njit(cache=True, nogil=True)(_reduce_rows)
+            nan = np.full(1, np.nan)
+            kernel(np.zeros((1, 1)), 1, nan, nan, nan, nan, nan, nan, np.zeros(0, dtype=np.intp), 0, False)
+        except Exception as error:  # a numba that does not match this numpy, a compiler error: numpy still works
+            _UNAVAILABLE = f"{type(error).__name__}: {error}"
+            log.warning("rewardscope: the compiled statistics pass is unavailable (%s); computing with numpy",
+                        _UNAVAILABLE)
+            return False
+        _KERNEL = kernel
+    return _KERNEL is not None
+
+
+_KERNEL: Any = None
+_UNAVAILABLE: str | None = None
 
 
 def reduce_rows(stacked: np.ndarray, group_size: int, high: np.ndarray, low: np.ndarray,
@@ -80,23 +99,13 @@ def reduce_rows(stacked: np.ndarray, group_size: int, high: np.ndarray, low: np.
     else:
         scale, offset, floor, ceiling, lookup, size = buckets
         count = True
+    if not available():
+        raise RuntimeError(f"the compiled statistics pass is unavailable: {_UNAVAILABLE}")
     (finite, sums, variances, mins, maxs, positive, group_counts, std_sums, var_sums,
-     counts) = _compiled()(stacked, group_size, high, low, scale, offset, floor, ceiling, lookup, size, count)
+     counts) = _KERNEL(stacked, group_size, high, low, scale, offset, floor, ceiling, lookup, size, count)
     if not finite:
         return None
     return RowReductions(sums, variances, mins, maxs, positive, group_counts, std_sums, var_sums, counts if count else None)
-
-
-_KERNEL: Any = None
-
-
-def _compiled() -> Any:
-    global _KERNEL
-    if _KERNEL is None:
-        if numba is None:
-            raise RuntimeError("the statistics kernel needs numba (pip install numba)")
-        _KERNEL = numba.njit(cache=True, nogil=True)(_reduce_rows)
-    return _KERNEL
 
 
 def _reduce_rows(stacked, group_size, high, low, scale, offset, floor, ceiling, lookup, size, count):  # pragma: no cover

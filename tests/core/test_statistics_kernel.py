@@ -110,3 +110,29 @@ def test_reduce_rows_by_hand():
     assert out.group_counts.tolist() == [[1, 1], [1, 0], [0, 0]]  # equal: (1, 1), (3, 3); all >= 1: (1, 1); none <= 0
     assert out.group_std_sums.tolist() == [0.5, 1.0] and out.group_variance_sums.tolist() == [0.25, 1.0]
     assert kernel.reduce_rows(np.array([[0.0, np.nan]]), 1, np.array([np.nan]), np.array([np.nan]), None) is None
+
+
+def test_a_numba_that_fails_to_import_leaves_the_numpy_path_with_one_warning(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    broken = tmp_path / "numba"
+    broken.mkdir()
+    (broken / "__init__.py").write_text("raise ImportError('this numba does not support this numpy')\n")
+    script = (
+        "import logging, numpy as np\n"
+        "logging.basicConfig(level=logging.WARNING)\n"
+        "from rewardscope import RewardMonitor\n"
+        "from rewardscope.metrics import kernel\n"
+        "m = RewardMonitor('r', ['a', 'b'], group_size=2, run_dir=None)\n"
+        "record = m.record_step(1, {'a': [0.0, 1.0, 1.0, 1.0], 'b': [1.0, 1.0, 0.0, 0.0]})\n"
+        "m.record_step(2, {'a': [0.0, 1.0, 1.0, 1.0], 'b': [1.0, 1.0, 0.0, 0.0]})\n"
+        "print(kernel.available(), record.value('grpo_group_zero_std_ratio'))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
+                          env={"PYTHONPATH": f"{tmp_path}:{root}", "PATH": "/usr/bin:/bin"})
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["False", "0.5"]
+    assert done.stderr.count("compiled statistics pass is unavailable (ImportError: this numba does not support") == 1
