@@ -24,18 +24,21 @@ REPO = Path(__file__).resolve().parents[2]
 ROUNDS = 8
 
 
-def start_recorder(root: Path, log) -> subprocess.Popen:
+def start_recorder(root: Path, log, stall_at: int | None = None) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO), "RECORDER_SLOW_DISK": "1"}
+    if stall_at is not None:
+        env["RECORDER_STALL_AT"] = str(stall_at)
     return subprocess.Popen([sys.executable, str(Path(__file__).parent / "recorder.py"), "record", str(root), "run"],
                             stdout=subprocess.PIPE, stderr=log, env=env)
 
 
-def run_round(root: Path, rng: random.Random, log) -> list[int]:
-    """Start a recorder, kill -9 it at a random moment, return the steps it acknowledged."""
+def run_round(root: Path, rng: random.Random, log, wanted: int | None = None) -> list[int]:
+    """Start a recorder, kill -9 it at a random moment (after ``wanted`` steps), return the steps it acknowledged."""
     process = start_recorder(root, log)
     acknowledged: list[int] = []
     try:
-        wanted = rng.choice([0, 1, rng.randint(2, 40)])  # 0: killed while starting up or repairing the run
+        if wanted is None:
+            wanted = rng.choice([0, 1, rng.randint(2, 40)])  # 0: killed while starting up or repairing the run
         while len(acknowledged) < wanted:
             line = process.stdout.readline()
             if not line:
@@ -49,6 +52,23 @@ def run_round(root: Path, rng: random.Random, log) -> list[int]:
     return acknowledged + [int(line) for line in rest.split()]
 
 
+def run_stalled_round(root: Path, log) -> list[int]:
+    """A round whose kill surely tears a write: the recorder stalls mid-write in its second step."""
+    process = start_recorder(root, log, stall_at=2)
+    acknowledged: list[int] = []
+    try:
+        for line in process.stdout:
+            if line.strip() == b"stalled":
+                break
+            acknowledged.append(int(line))
+        else:
+            pytest.fail(f"the recorder exited before stalling, with {process.wait()}; see {log.name}")
+    finally:
+        process.kill()
+        process.wait()
+    return acknowledged
+
+
 @pytest.mark.slow
 def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     rng = random.Random(20261201)
@@ -56,8 +76,11 @@ def test_kill_9_at_random_moments_loses_and_duplicates_nothing(tmp_path):
     with open(tmp_path / "recorder.log", "wb") as log:
         for _ in range(ROUNDS):
             acknowledged += run_round(tmp_path, rng, log)
+        # Random kills land mid-write most of the time, not always: one stalled round makes sure of a torn write,
+        # and the round after it (one step) opens the run and repairs it.
+        acknowledged += run_stalled_round(tmp_path, log)
+        acknowledged += run_round(tmp_path, rng, log, wanted=1)
     assert len(acknowledged) > ROUNDS and acknowledged == sorted(set(acknowledged))
-    # The slow disk makes most kills land mid-write: later rounds had half-written lines or records to cut.
     repairs = [line for line in (tmp_path / "recorder.log").read_text().splitlines() if line.startswith("run store ") and ": cut " in line]
     assert len(repairs) >= 1
 
