@@ -99,6 +99,14 @@ class RewardHackingDetector:
         self._trends: MultiTrend | None = None
         self._watched: tuple[str, ...] = ()
         self._weights: dict[str, float] = {}  # weighted reward functions, from bind()
+        self._watched_weights: tuple[float, ...] = ()
+        # Column indices of the metrics read, looked up on the first step of a layout.
+        self._layout: object = None
+        self._gold_index: int | None = None
+        self._eval_index: int | None = None
+        self._combined_index = 0
+        self._function_names: tuple[str, ...] = ()  # the watched functions and their row columns
+        self._function_columns: list[int] = []
         # The signal that fired ("eval" or a column of the per-step trends) and the level that counts as recovered:
         # halfway back from its fitted level at the firing step to its fitted level where the window began.
         self._fired: tuple[str | int, float] | None = None
@@ -112,17 +120,32 @@ class RewardHackingDetector:
     def bind(self, reward_functions: Sequence[RewardFunctionSpec]) -> None:
         """Called by RewardMonitor with the run's reward functions: the weighted ones are watched."""
         self._weights = {spec.name: spec.weight for spec in reward_functions if spec.weight != 0.0}
+        self._layout = None  # the watched functions' columns are looked up again on the next step
 
     def update(self, metrics: StepMetrics) -> dict[str, float]:
-        gold = None if self.gold_function is None else metrics.value("grpo_reward_fn_mean", self.gold_function)
-        eval_accuracy = metrics.value("grpo_eval_accuracy_ratio") if self.use_eval_accuracy else None
-        functions = None
-        if self.watch_functions and self._weights:
-            means = metrics.row[metrics.layout.function_slots["grpo_reward_fn_mean"]].tolist()
-            functions = {fn: m for fn, m in zip(metrics.reward_functions, means)
-                         if fn in self._weights and fn != self.gold_function}
-        suspected = self.observe(metrics.step, self.proxy(metrics.value("grpo_reward_mean"), gold), eval_accuracy, gold,
-                                 functions)
+        layout = metrics.layout
+        if layout is not self._layout:  # column indices looked up once per run, not every step
+            self._layout = layout
+            self._gold_index = None if self.gold_function is None else layout.index("grpo_reward_fn_mean", self.gold_function)
+            self._eval_index = layout.index("grpo_eval_accuracy_ratio") if self.use_eval_accuracy else None
+            self._combined_index = layout.index("grpo_reward_mean")
+            watched: list[tuple[str, int]] = []
+            if self.watch_functions and self._weights:
+                slots = layout.function_slots["grpo_reward_fn_mean"].tolist()
+                watched = [(fn, i) for fn, i in zip(metrics.reward_functions, slots)
+                           if fn in self._weights and fn != self.gold_function]
+            self._function_names = tuple(fn for fn, _ in watched)
+            self._function_columns = [i for _, i in watched]
+        row = metrics.row
+        gold = None if self._gold_index is None else _present(row.item(self._gold_index))
+        eval_accuracy = None if self._eval_index is None else _present(row.item(self._eval_index))
+        names = self._function_names
+        own = [row.item(i) for i in self._function_columns]
+        if self._trends is not None and names != self._watched:  # watched from an earlier layout: match by name
+            own = [dict(zip(names, own)).get(fn, math.nan) for fn in self._watched]
+            names = self._watched
+        suspected = self._observe(float(metrics.step), self.proxy(_present(row.item(self._combined_index)), gold),
+                                  eval_accuracy, gold, names, own)
         return {FLAG: 1.0 if suspected else 0.0, EVIDENCE: self.evidence}
 
     def proxy(self, combined_mean: float | None, gold_mean: float | None) -> float | None:
@@ -131,19 +154,20 @@ class RewardHackingDetector:
             return None
         return combined_mean - self.gold_weight * (gold_mean or 0.0)
 
-    def _add_step(self, x: float, proxy: float, gold_mean: float | None, function_means: Mapping[str, float]) -> None:
+    def _add_step(self, x: float, proxy: float, gold_mean: float | None, names: tuple[str, ...], own: list[float]) -> None:
+        """``own``: the means of the watched functions ``names`` (fixed by the first step)."""
         if self._trends is None:
-            self._watched = tuple(function_means)
-            self._trends = MultiTrend(self.window, 1 + (self.gold_function is not None) + 2 * len(self._watched))
+            self._watched = names
+            self._watched_weights = tuple(self._weights.get(fn, 1.0) for fn in names)
+            self._trends = MultiTrend(self.window, 1 + (self.gold_function is not None) + 2 * len(names))
         values = [proxy]
         if self.gold_function is not None:
             values.append(math.nan if gold_mean is None else gold_mean)
-        own = [function_means.get(fn, math.nan) for fn in self._watched]
         values += own
-        values += [proxy - self._weights.get(fn, 1.0) * m for fn, m in zip(self._watched, own)]
-        row = np.array(values)
-        if not np.isnan(row).any():  # a step missing one of the series is left out of all of them
-            self._trends.add(x, row)
+        values += [proxy - w * m for w, m in zip(self._watched_weights, own)]
+        total = sum(values)  # NaN when a value is NaN: a step missing one of the series is left out of all of them
+        if total == total:
+            self._trends.add(x, values)
 
     def observe(self, step: int, proxy: float | None, eval_accuracy: float | None, gold_mean: float | None,
                 function_means: Mapping[str, float] | None = None) -> bool:
@@ -151,15 +175,22 @@ class RewardHackingDetector:
 
         ``function_means``: the means of the watched weighted functions; each is compared with the
         proxy without its own weighted part (the other functions)."""
-        x = float(step)
+        means = function_means or {}
+        names = tuple(means) if self._trends is None else self._watched
+        return self._observe(float(step), proxy, eval_accuracy, gold_mean, names,
+                             [means.get(fn, math.nan) for fn in names])
+
+    def _observe(self, x: float, proxy: float | None, eval_accuracy: float | None, gold_mean: float | None,
+                 names: tuple[str, ...], own: list[float]) -> bool:
         if proxy is not None:
-            self._add_step(x, proxy, gold_mean, function_means or {})
-        points = self._eval.n
+            self._add_step(x, proxy, gold_mean, names, own)
+        trend = self._eval
+        points = trend.n
         if eval_accuracy is not None:
-            self._eval.add(x, eval_accuracy)
-        self._eval.drop_before(x - self.eval_window + 1)
-        if self._eval.n != points or eval_accuracy is not None:
-            self._eval_falling = self._eval.evidence(self.alpha, rising=False) if self._eval.n >= self.min_evals else 0.0
+            trend.add(x, eval_accuracy)
+        trend.drop_before(x - self.eval_window + 1)
+        if trend.n != points or eval_accuracy is not None:
+            self._eval_falling = trend.evidence(self.alpha, rising=False) if trend.n >= self.min_evals else 0.0
         fired = self._trigger()
         if self.suspected and self.hold:
             if self._recovered(x):
@@ -175,27 +206,41 @@ class RewardHackingDetector:
     def _fitted(self, signal: str | int, x: float) -> float:
         if signal == "eval":
             return self._eval.fitted(x)
-        return float(self._trends.fitted(x)[signal])  # type: ignore[union-attr]
+        return self._trends.fitted_of(signal, x)  # type: ignore[union-attr,arg-type]
 
     def _trigger(self) -> str | int | None:
-        """The performance signal for which the rule holds now (the strongest), or None; sets the evidence."""
+        """The performance signal for which the rule holds now (the strongest), or None; sets the evidence.
+
+        A candidate is the weaker of the proxy's rising and the signal's falling t over the critical value; a
+        series whose slope has the wrong sign makes its candidate <= 0, which can neither fire nor raise the
+        evidence above 0, so its t is not computed."""
         self.evidence = 0.0
         trends = self._trends
         if trends is None or trends.n < self.min_steps:
             return None
-        ratio = trends.t() / t_critical(self.alpha, trends.n - 2)  # > 1: rising significantly; < -1: falling
-        rising = float(ratio[0])
-        candidates: list[tuple[float, str | int]] = [(min(rising, self._eval_falling), "eval")]
+        critical = t_critical(self.alpha, trends.n - 2)
+        rising = trends.t_of(0) / critical if trends.sxy_of(0) > 0.0 else 0.0
+        strongest = min(rising, self._eval_falling)
+        signal: str | int = "eval"
         column = 1
         if self.gold_function is not None:
-            candidates.append((min(rising, -float(ratio[1])), 1))
+            gold = -trends.t_of(1) / critical if rising > 0.0 and trends.sxy_of(1) < 0.0 else 0.0
+            if min(rising, gold) > strongest:
+                strongest, signal = min(rising, gold), 1
             column = 2
         f = len(self._watched)
+        best, best_column = 0.0, None
         if f:
-            both = np.minimum(ratio[column + f:column + 2 * f], -ratio[column:column + f])
-            best = int(np.argmax(both))
-            candidates.append((float(both[best]), column + best))
-        strongest, signal = max(candidates, key=lambda c: c[0])
+            mean_x, sy, sxy = trends.sx / trends.n, trends.sy, trends.sxy
+            for i in range(column, column + f):
+                # the function falls (centred Sxy < 0) while the proxy without it rises (> 0)
+                if sxy[i] - mean_x * sy[i] >= 0.0 or sxy[i + f] - mean_x * sy[i + f] <= 0.0:
+                    continue
+                both = min(trends.t_of(i + f), -trends.t_of(i)) / critical
+                if best_column is None or both > best:
+                    best, best_column = both, i
+        if best_column is not None and best > strongest:
+            strongest, signal = best, best_column
         self.evidence = max(0.0, min(1.0, strongest))
         return signal if strongest > 1.0 else None
 
@@ -206,6 +251,11 @@ class RewardHackingDetector:
         if signal == "eval" and self._eval.n < 3:
             return False
         return self._fitted(signal, x) >= halfway
+
+
+def _present(value: float) -> float | None:
+    """A row's value, None when absent (NaN)."""
+    return None if value != value else value
 
 
 @dataclass(frozen=True)
