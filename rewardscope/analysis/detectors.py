@@ -14,8 +14,13 @@ on until the detector sees recovery, so a failure that plateaus stays flagged.
   declared maximum in fewer than half of the groups: grpo_reward_fn_group_all_max_ratio < 0.5,
   or no maximum declared); a solved format reward leaving correctness alone to vary is a
   healthy late run. CUSUM of the share above k = 0.9, signal at h = 0.25 (three steps at share
-  1, five at 0.95); needs two weighted functions and some spread. Recovery: the CUSUM has
-  drained to 0 (shares below 0.9 long enough).
+  1, five at 0.95); needs two weighted functions and some spread. A second CUSUM reads the
+  share while another weighted function sits at its declared *minimum* in at least 60% of the
+  groups (grpo_reward_fn_group_all_min_ratio >= 0.6: it has stopped being learned, the
+  failure's own mark), above k = 0.7, signal at h = 0.5: a share of 0.8 there is dominance
+  (a partial failure never reaches 0.9), while healthy runs reach 0.8 only while no function
+  is stuck at its minimum. The verdict fires when either CUSUM signals. Recovery: both CUSUMs
+  have drained to 0.
 - ``LengthExploitationDetector``: the pooled within-group correlation r between completion
   length and combined reward (both centred on their group means), as a z-score
   ``atanh(r) * sqrt(n - groups - 3)`` (n: the distinct lengths summed over groups, so that identical
@@ -30,14 +35,15 @@ on until the detector sees recovery, so a failure that plateaus stays flagged.
   needs 3 consecutive steps at evidence 1. Recovery: the latest block mean of KL is back below
   the block mean at the moment the verdict fired.
 - ``ZeroSpreadTakeoverDetector``: least-squares slope of grpo_group_zero_std_ratio over the last
-  20 steps; evidence is the smaller of t / t_crit(alpha = 0.001, one-sided) and the line's value
-  30 steps ahead over 0.75 (the level of GRPONoLearningSignal): the share rises beyond its
-  noise AND heads for a takeover; the verdict needs 3 consecutive steps at evidence 1.
-  Recovery: the fitted share is back below halfway between the fitted share where the window
-  began and the fitted share when the verdict fired.
+  25 steps; evidence is the smaller of t / t_crit(alpha = 0.0005, one-sided) and the line's value
+  60 steps ahead over 0.75 (the level of GRPONoLearningSignal): the share rises beyond its
+  noise AND heads for a takeover within 60 steps; the verdict needs 3 consecutive steps at
+  evidence 1. Recovery: the fitted share is back below halfway between the fitted share where
+  the window began and the fitted share when the verdict fired.
 
 Thresholds were chosen on ``rewardscope evaluate`` (docs/runbooks.md, "Detection measured over
-many runs"): no false alarm on healthy runs of 1,000 steps, the shortest delay that allows.
+many runs"): false alarms in at most a few % of healthy runs of 1,000 steps (checked on a second
+set of 48 seeds per scenario too), the shortest delay that allows.
 
 Usage::
 
@@ -72,16 +78,26 @@ def _flag(on: bool) -> float:
 
 
 class FunctionDominanceDetector:
-    """One reward function carries the learning signal while the others stall; see the module docstring."""
+    """One reward function carries the learning signal while the others stall; see the module docstring.
 
-    def __init__(self, k: float = 0.9, h: float = 0.25, solved: float = 0.5) -> None:
+    Two CUSUMs of the top function's share, one per way the others can stall: ``cusum`` (the share above ``k``
+    while another weighted function is not solved) and ``floor_cusum`` (the share above ``floor_k`` while another
+    weighted function sits at its declared minimum in at least ``floor`` of the groups: it stopped being learned).
+    The verdict fires when either reaches its threshold and clears when both have drained to 0.
+    """
+
+    def __init__(self, k: float = 0.9, h: float = 0.25, solved: float = 0.5, floor_k: float = 0.7,
+                 floor_h: float = 0.5, floor: float = 0.6) -> None:
         self.cusum = Cusum(k, h)
+        self.floor_cusum = Cusum(floor_k, floor_h)
         self.solved = solved
+        self.floor = floor
         self.verdict = HeldVerdict()
-        self.share: float | None = None
+        self.share: float | None = None  # the share while another function is not solved (None otherwise)
+        self.floor_share: float | None = None  # the share while another function sits at its minimum
         self.weights: list[float] | None = None
         self._layout: object = None
-        self._columns: list[tuple[int, int]] = []  # (spread, solved share) row columns of each function
+        self._columns: list[tuple[int, int, int]] = []  # (spread, solved share, at-minimum share) row columns
 
     def bind(self, reward_functions: Sequence[RewardFunctionSpec]) -> None:
         """Called by RewardMonitor with the run's reward functions (their weights scale the spreads)."""
@@ -91,35 +107,43 @@ class FunctionDominanceDetector:
         layout = metrics.layout
         if layout is not self._layout:  # column indices looked up once per run, not every step
             self._layout = layout
-            self._columns = list(zip(layout.function_slots["grpo_reward_fn_group_std_mean"].tolist(),
-                                     layout.function_slots["grpo_reward_fn_group_all_max_ratio"].tolist()))
+            slots = layout.function_slots
+            self._columns = list(zip(slots["grpo_reward_fn_group_std_mean"].tolist(),
+                                     slots["grpo_reward_fn_group_all_max_ratio"].tolist(),
+                                     slots["grpo_reward_fn_group_all_min_ratio"].tolist()))
         row = metrics.row
         columns = self._columns
         weights = self.weights if self.weights is not None and len(self.weights) == len(columns) else [1.0] * len(columns)
         # The weighted functions with a spread: their total weighted squared spread, the first largest, the others'
-        # solved shares.
+        # solved and at-minimum shares.
         total, top, top_at = 0.0, -1.0, -1
-        solved: list[float] = []
-        for w, (spread_at, solved_at) in zip(weights, columns):
+        others: list[tuple[int, int]] = []
+        for w, (spread_at, solved_at, minimum_at) in zip(weights, columns):
             if w:
                 s = row.item(spread_at)
                 if s == s:  # not NaN
                     v = (w * s) ** 2
                     total += v
                     if v > top:
-                        top, top_at = v, len(solved)
-                    solved.append(row.item(solved_at))
-        self.share = None
+                        top, top_at = v, len(others)
+                    others.append((solved_at, minimum_at))
+        self.share = self.floor_share = None
         # No spread at all is the zero-spread detector's business; one weighted function cannot dominate others.
-        if len(solved) >= 2 and total > 0:
+        if len(others) >= 2 and total > 0:
+            del others[top_at]
             # The others stall only if one of them has something left to learn: it is not at its declared maximum
             # in most groups (a solved format reward leaving correctness alone to vary is a healthy late run).
-            del solved[top_at]
-            stalled = any(not m >= self.solved for m in solved)  # NaN: no maximum declared
-            self.share = top / total if stalled else None
+            if any(not row.item(solved_at) >= self.solved for solved_at, _ in others):  # NaN: no maximum declared
+                self.share = top / total
+            # A function at its declared minimum in most groups has stopped being learned (NaN: no minimum declared).
+            if any(row.item(minimum_at) >= self.floor for _, minimum_at in others):
+                self.floor_share = top / total
         triggered = self.cusum.add(self.share if self.share is not None else 0.0)
-        held = self.verdict.update(metrics.step, triggered, recovered=self.cusum.s == 0.0)
-        return {"grpo_function_dominance_evidence_ratio": self.cusum.evidence, "grpo_function_dominance_suspected": _flag(held)}
+        triggered = self.floor_cusum.add(self.floor_share if self.floor_share is not None else 0.0) or triggered
+        recovered = self.cusum.s == 0.0 and self.floor_cusum.s == 0.0
+        held = self.verdict.update(metrics.step, triggered, recovered=recovered)
+        return {"grpo_function_dominance_evidence_ratio": max(self.cusum.evidence, self.floor_cusum.evidence),
+                "grpo_function_dominance_suspected": _flag(held)}
 
 
 class LengthExploitationDetector:
@@ -276,7 +300,7 @@ class KLAccelerationDetector:
 class ZeroSpreadTakeoverDetector:
     """Zero-spread groups taking over gradually; see the module docstring."""
 
-    def __init__(self, window: int = 20, alpha: float = 0.001, level: float = 0.75, horizon: int = 30, confirm: int = 3) -> None:
+    def __init__(self, window: int = 25, alpha: float = 0.0005, level: float = 0.75, horizon: int = 60, confirm: int = 3) -> None:
         self.trend = SlidingTrend(window)
         self.alpha = alpha
         self.level = level

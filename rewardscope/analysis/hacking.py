@@ -17,20 +17,24 @@ function, the proxy is the combined reward without that function's weighted part
 one-sided significance ``alpha`` (t-test on the slope: a one-sided confidence interval
 that excludes zero), with at least ``min_steps`` proxy points and ``min_evals`` eval
 points (or ``min_steps`` points of a per-step signal). Eval accuracy counts only on the
-steps that measured it. The slopes come from running sums (O(1) per step,
-rewardscope.analysis.online.SlidingTrend).
+steps that measured it. The rule is also tested over the latest ``short_window`` steps (20,
+when shorter than ``window``), once that window is full: a short window reacts sooner to a
+strong onset, the long one keeps the power to see a weak or slow one; each is a test at
+``alpha``, so the two together fire on a healthy run with probability at most 2 x alpha
+per step (Bonferroni). The slopes come from running sums (O(1) per step,
+rewardscope.analysis.online.MultiTrend and SlidingTrend).
 
 The verdict has memory (``hold``, on by default): once suspected, hacking stays
 suspected, even when the proxy saturates and its slope stops being significant, until
 there is evidence of recovery from the performance signal that fired: its fitted level
 at the latest step has made up at least half of the fall measured when the verdict
-fired (from the fitted level where the window began to the fitted level at the firing
-step): performance back up, the proxy-performance gap closing. A slope merely turning
+fired (from the fitted level where the window that fired began to the fitted level at the
+firing step, on that window's line): performance back up, the proxy-performance gap closing. A slope merely turning
 positive on a plateau is not recovery (by chance it does so now and then). A hacked
 plateau stays flagged; a recovered run clears.
 
 Defaults (chosen on ``rewardscope evaluate``: no false alarm on healthy runs of 1,000
-steps): window 30 steps, alpha 0.001, min_steps 10; eval accuracy over ``eval_window``
+steps): window 30 steps and short_window 20, alpha 0.001, min_steps 10; eval accuracy over ``eval_window``
 (2 x window) steps with at least ``min_evals`` = 5 evaluations (a slope through 3 points
 has 1 degree of freedom: three noisy evaluations on a line are not evidence).
 
@@ -76,10 +80,13 @@ class RewardHackingDetector:
     """
 
     def __init__(self, gold_function: str | None = None, *, gold_weight: float = 0.0, use_eval_accuracy: bool = True,
-                 watch_functions: bool = True, window: int = 30, eval_window: int | None = None, alpha: float = 0.001,
-                 min_steps: int = 10, min_evals: int = 5, hold: bool = True) -> None:
+                 watch_functions: bool = True, window: int = 30, short_window: int | None = 20,
+                 eval_window: int | None = None, alpha: float = 0.001, min_steps: int = 10, min_evals: int = 5,
+                 hold: bool = True) -> None:
         if window < 3 or not 3 <= min_steps <= window or min_evals < 3:
             raise ValueError("need window >= min_steps >= 3 and min_evals >= 3: a slope needs three points")
+        if short_window is not None and short_window < 3:
+            raise ValueError(f"short_window must be at least 3 steps, got {short_window}")
         if not 0.0 < alpha < 1.0:
             raise ValueError(f"alpha must be in (0, 1), got {alpha}")
         self.gold_function = gold_function
@@ -87,6 +94,7 @@ class RewardHackingDetector:
         self.use_eval_accuracy = use_eval_accuracy
         self.watch_functions = watch_functions
         self.window = window
+        self.short_window = short_window if short_window is not None and short_window < window else None  # else unused
         self.alpha = alpha
         self.min_steps = min_steps
         self.min_evals = min_evals
@@ -97,6 +105,7 @@ class RewardHackingDetector:
         self._eval_falling = 0.0  # the eval slope's falling evidence, recomputed when its points change
         # Per-step series share their steps: one vectorised trend of [proxy, gold?, f_1..f_F, proxy - w_f f_1..F].
         self._trends: MultiTrend | None = None
+        self._short: MultiTrend | None = None  # the same series over the last short_window steps
         self._watched: tuple[str, ...] = ()
         self._weights: dict[str, float] = {}  # weighted reward functions, from bind()
         self._watched_weights: tuple[float, ...] = ()
@@ -109,7 +118,8 @@ class RewardHackingDetector:
         self._function_columns: list[int] = []
         # The signal that fired ("eval" or a column of the per-step trends) and the level that counts as recovered:
         # halfway back from its fitted level at the firing step to its fitted level where the window began.
-        self._fired: tuple[str | int, float] | None = None
+        # The window that fired is kept with it: recovery is read on that window's line.
+        self._fired: tuple[str | int, float, MultiTrend | None] | None = None
         self.suspected = False
         self.evidence = 0.0
         # The critical values are looked up every step: compute them now (importing scipy takes a second or so),
@@ -159,7 +169,10 @@ class RewardHackingDetector:
         if self._trends is None:
             self._watched = names
             self._watched_weights = tuple(self._weights.get(fn, 1.0) for fn in names)
-            self._trends = MultiTrend(self.window, 1 + (self.gold_function is not None) + 2 * len(names))
+            k = 1 + (self.gold_function is not None) + 2 * len(names)
+            self._trends = MultiTrend(self.window, k)
+            if self.short_window is not None:
+                self._short = MultiTrend(self.short_window, k)
         values = [proxy]
         if self.gold_function is not None:
             values.append(math.nan if gold_mean is None else gold_mean)
@@ -168,6 +181,8 @@ class RewardHackingDetector:
         total = sum(values)  # NaN when a value is NaN: a step missing one of the series is left out of all of them
         if total == total:
             self._trends.add(x, values)
+            if self._short is not None:
+                self._short.add(x, values)
 
     def observe(self, step: int, proxy: float | None, eval_accuracy: float | None, gold_mean: float | None,
                 function_means: Mapping[str, float] | None = None) -> bool:
@@ -191,33 +206,48 @@ class RewardHackingDetector:
         trend.drop_before(x - self.eval_window + 1)
         if trend.n != points or eval_accuracy is not None:
             self._eval_falling = trend.evidence(self.alpha, rising=False) if trend.n >= self.min_evals else 0.0
-        fired = self._trigger()
+        fired, window = self._trigger()
         if self.suspected and self.hold:
             if self._recovered(x):
                 self.suspected, self._fired = False, None
         elif fired is not None:
             self.suspected = True
-            before, now = self._fitted(fired, self._trends.oldest_x), self._fitted(fired, x)  # type: ignore[union-attr]
-            self._fired = (fired, before - 0.5 * (before - now))
+            start = window.oldest_x if window is not None else x - self.eval_window + 1
+            before, now = self._fitted(fired, start, window), self._fitted(fired, x, window)
+            self._fired = (fired, before - 0.5 * (before - now), window)
         else:
             self.suspected = False
         return self.suspected
 
-    def _fitted(self, signal: str | int, x: float) -> float:
+    def _fitted(self, signal: str | int, x: float, window: MultiTrend | None) -> float:
         if signal == "eval":
             return self._eval.fitted(x)
-        return self._trends.fitted_of(signal, x)  # type: ignore[union-attr,arg-type]
+        return window.fitted_of(signal, x)  # type: ignore[union-attr,arg-type]
 
-    def _trigger(self) -> str | int | None:
-        """The performance signal for which the rule holds now (the strongest), or None; sets the evidence.
+    def _trigger(self) -> tuple[str | int | None, MultiTrend | None]:
+        """The performance signal for which the rule holds now (the strongest) and the window it holds on, or
+        (None, None); sets the evidence (the larger of the two windows')."""
+        self.evidence = 0.0
+        trends = self._trends
+        if trends is None or trends.n < self.min_steps:
+            return None, None
+        strongest, signal = self._strongest(trends)
+        window = trends
+        short = self._short
+        if strongest <= 1.0 and short is not None and short.n == short.window:
+            # The long window has not fired: the short one reacts sooner to a strong onset.
+            short_strongest, short_signal = self._strongest(short)
+            if short_strongest > strongest:
+                strongest, signal, window = short_strongest, short_signal, short
+        self.evidence = max(0.0, min(1.0, strongest))
+        return (signal, window) if strongest > 1.0 else (None, None)
+
+    def _strongest(self, trends: MultiTrend) -> tuple[float, str | int]:
+        """The strongest candidate on one window and its signal.
 
         A candidate is the weaker of the proxy's rising and the signal's falling t over the critical value; a
         series whose slope has the wrong sign makes its candidate <= 0, which can neither fire nor raise the
         evidence above 0, so its t is not computed."""
-        self.evidence = 0.0
-        trends = self._trends
-        if trends is None or trends.n < self.min_steps:
-            return None
         critical = t_critical(self.alpha, trends.n - 2)
         rising = trends.t_of(0) / critical if trends.sxy_of(0) > 0.0 else 0.0
         strongest = min(rising, self._eval_falling)
@@ -241,16 +271,15 @@ class RewardHackingDetector:
                     best, best_column = both, i
         if best_column is not None and best > strongest:
             strongest, signal = best, best_column
-        self.evidence = max(0.0, min(1.0, strongest))
-        return signal if strongest > 1.0 else None
+        return strongest, signal
 
     def _recovered(self, x: float) -> bool:
         if self._fired is None:
             return False
-        signal, halfway = self._fired
+        signal, halfway, window = self._fired
         if signal == "eval" and self._eval.n < 3:
             return False
-        return self._fitted(signal, x) >= halfway
+        return self._fitted(signal, x, window) >= halfway
 
 
 def _present(value: float) -> float | None:
@@ -344,8 +373,8 @@ def detect_reward_hacking(history: StepHistory, performance_metrics: Sequence[fl
         source = f"{source}+gold:{gold}" if source else f"gold:{gold}"
     gold_weight = history.spec(gold).weight if gold is not None else 0.0
     min_steps = min(min_steps, window)
-    detector = RewardHackingDetector(gold, gold_weight=gold_weight, window=window, eval_window=window, alpha=alpha,
-                                     min_steps=min_steps, min_evals=min_evals, watch_functions=False)
+    detector = RewardHackingDetector(gold, gold_weight=gold_weight, window=window, short_window=None, eval_window=window,
+                                     alpha=alpha, min_steps=min_steps, min_evals=min_evals, watch_functions=False)
 
     def present(values: np.ndarray | None, i: int) -> float | None:
         return None if values is None or math.isnan(values[i]) else float(values[i])
