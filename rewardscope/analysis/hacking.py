@@ -126,6 +126,8 @@ class RewardHackingDetector:
         # not in the middle of a training step.
         for dof in range(1, max(window, self.eval_window)):
             t_critical(alpha, dof)
+        # The per-step trends' critical value by number of points (looked up every step, twice with a short window).
+        self._critical = [math.nan] * 3 + [t_critical(alpha, n - 2) for n in range(3, window + 1)]
 
     def bind(self, reward_functions: Sequence[RewardFunctionSpec]) -> None:
         """Called by RewardMonitor with the run's reward functions: the weighted ones are watched."""
@@ -248,7 +250,7 @@ class RewardHackingDetector:
         A candidate is the weaker of the proxy's rising and the signal's falling t over the critical value; a
         series whose slope has the wrong sign makes its candidate <= 0, which can neither fire nor raise the
         evidence above 0, so its t is not computed."""
-        critical = t_critical(self.alpha, trends.n - 2)
+        critical = self._critical[trends.n]
         rising = trends.t_of(0) / critical if trends.sxy_of(0) > 0.0 else 0.0
         strongest = min(rising, self._eval_falling)
         signal: str | int = "eval"
