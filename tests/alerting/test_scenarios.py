@@ -20,7 +20,7 @@ MEANT = {
     Scenario.ENTROPY_COLLAPSE: [("GRPOPolicyEntropyCollapse", "warning", None, 15), ("GRPOPolicyEntropyCollapse", "critical", None, 35)],
     Scenario.KL_BLOWUP: [("GRPOKLTooHigh", "warning", None, 15), ("GRPOKLTooHigh", "critical", None, 30)],
     Scenario.ZERO_VARIANCE_GROUPS: [("GRPONoLearningSignal", "warning", None, 45)],
-    Scenario.LENGTH_EXPLOSION: [("GRPOCompletionsTruncated", "warning", None, 30)],
+    Scenario.LENGTH_EXPLOSION: [("GRPOCompletionsTruncated", "warning", None, 20)],
     Scenario.NONFINITE_REWARDS: [("GRPONonFiniteRewards", "error", "check_answer", 1), ("GRPONonFiniteRewards", "error", "check_numbers", 1)],
 }
 
