@@ -35,7 +35,7 @@ on until the detector sees recovery, so a failure that plateaus stays flagged.
   needs 3 consecutive steps at evidence 1. Recovery: the latest block mean of KL is back below
   the block mean at the moment the verdict fired.
 - ``ZeroSpreadTakeoverDetector``: least-squares slope of grpo_group_zero_std_ratio over the last
-  25 steps; evidence is the smaller of t / t_crit(alpha = 0.0005, one-sided) and the line's value
+  30 steps; evidence is the smaller of t / t_crit(alpha = 0.0005, one-sided) and the line's value
   60 steps ahead over 0.75 (the level of GRPONoLearningSignal): the share rises beyond its
   noise AND heads for a takeover within 60 steps; the verdict needs 3 consecutive steps at
   evidence 1. Recovery: the fitted share is back below halfway between the fitted share where
@@ -300,7 +300,7 @@ class KLAccelerationDetector:
 class ZeroSpreadTakeoverDetector:
     """Zero-spread groups taking over gradually; see the module docstring."""
 
-    def __init__(self, window: int = 25, alpha: float = 0.0005, level: float = 0.75, horizon: int = 60, confirm: int = 3) -> None:
+    def __init__(self, window: int = 30, alpha: float = 0.0005, level: float = 0.75, horizon: int = 60, confirm: int = 3) -> None:
         self.trend = SlidingTrend(window)
         self.alpha = alpha
         self.level = level

@@ -238,7 +238,7 @@ CATALOGUE: tuple[MetricSpec, ...] = (
            group="alerts"),
     _gauge("grpo_kl_acceleration_suspected", "bool", "1 while the KL-acceleration verdict is held, else 0.", group="alerts"),
     _gauge("grpo_zero_spread_takeover_evidence_ratio", "ratio",
-           "The smaller of the rising slope t-statistic of the zero-spread group share over 25 steps over its one-sided 0.05% critical value and the line 60 steps ahead over 0.75, clipped to [0, 1] (1 = zero-spread groups are taking over).",
+           "The smaller of the rising slope t-statistic of the zero-spread group share over 30 steps over its one-sided 0.05% critical value and the line 60 steps ahead over 0.75, clipped to [0, 1] (1 = zero-spread groups are taking over).",
            group="alerts"),
     _gauge("grpo_zero_spread_takeover_suspected", "bool", "1 while the zero-spread-takeover verdict is held, else 0.", group="alerts"),
     _gauge("grpo_alert_firing", "bool", "1 while the in-process alert engine holds the alert firing for this run.", scope=Scope.EXTRA,
