@@ -31,9 +31,8 @@ Usage::
 from __future__ import annotations
 
 import math
+import operator
 from collections import deque
-
-import numpy as np
 
 from .trends import t_critical
 
@@ -62,14 +61,27 @@ class SlidingTrend:
         self.syy += sign * y * y
 
     def add(self, x: float, y: float) -> None:
-        self.points.append((x, y))
-        self._accumulate(x, y, 1.0)
-        if len(self.points) > self.window:
-            old_x, old_y = self.points.popleft()
-            self._accumulate(old_x, old_y, -1.0)
+        points = self.points
+        points.append((x, y))
         self._added += 1
         if self._added % self.window == 0:
+            if len(points) > self.window:
+                points.popleft()
             self._reset_sums()
+            return
+        if len(points) > self.window:
+            old_x, old_y = points.popleft()
+            self.sx += x - old_x
+            self.sy += y - old_y
+            self.sxx += x * x - old_x * old_x
+            self.sxy += x * y - old_x * old_y
+            self.syy += y * y - old_y * old_y
+        else:
+            self.sx += x
+            self.sy += y
+            self.sxx += x * x
+            self.sxy += x * y
+            self.syy += y * y
 
     def drop_before(self, x: float) -> None:
         """Forget the points whose x is below ``x`` (keeps a sparse series inside another's window)."""
@@ -114,6 +126,24 @@ class SlidingTrend:
         if residual <= 1e-12 * max(syy, 1e-300):
             return 0.0 if slope == 0.0 else math.copysign(math.inf, slope)
         return slope / math.sqrt(residual / (n - 2) / sxx)
+
+    def fit(self, x: float) -> tuple[float, float, float]:
+        """(slope, t, the line's value at ``x``) in one pass: what ``slope``, ``t`` and ``fitted(x)`` return."""
+        n = len(self.points)
+        if n < 2:
+            return 0.0, 0.0, (self.sy / n if n else math.nan)
+        mean_x, mean_y = self.sx / n, self.sy / n
+        sxx = self.sxx - self.sx * mean_x
+        sxy = self.sxy - self.sx * mean_y
+        slope = sxy / sxx if sxx > 0 else 0.0
+        at_x = mean_y + slope * (x - mean_x)
+        if n < 3 or sxx <= 1e-12 * max(1.0, self.sxx):
+            return slope, 0.0, at_x
+        syy = self.syy - self.sy * mean_y
+        residual = syy - slope * sxy
+        if residual <= 1e-12 * max(syy, 1e-300):
+            return slope, (0.0 if slope == 0.0 else math.copysign(math.inf, slope)), at_x
+        return slope, slope / math.sqrt(residual / (n - 2) / sxx), at_x
 
     def fitted(self, x: float) -> float:
         """The line's value at ``x`` (the mean of y when no line can be fitted)."""
@@ -184,12 +214,14 @@ class HeldVerdict:
 
 
 class MultiTrend:
-    """Least-squares slopes of K series sampled at the same x, over the last ``window`` points, vectorised.
+    """Least-squares slopes of K series sampled at the same x, over the last ``window`` points, in O(K) per point.
 
-    The points sit in a ring buffer (window x K); each question is answered from it with one
-    matrix product (Σy and Σxy of every series at once) instead of K running sums, so K slopes
-    cost about as much as one: ``add(x, values)`` with a length-K vector, ``t()`` the K t
-    statistics, ``fitted(x)`` the K lines' values.
+    Plain Python floats, not numpy: K is a handful (the reward-hacking detector has 1 + 2F series), and
+    a numpy call on a K-vector costs more than the arithmetic. Running sums (Σy, Σxy, Σy² per series;
+    Σx, Σx² shared) are updated with the new point and the one leaving the window, x is taken from an
+    origin moved to the oldest point and every sum recomputed from the held points every ``window``
+    additions, so rounding cannot drift. ``add(x, values)`` with K values, ``t()`` the K t statistics
+    (``t_of(i)`` one of them), ``fitted(x)`` the K lines' values.
     """
 
     def __init__(self, window: int, k: int) -> None:
@@ -197,49 +229,120 @@ class MultiTrend:
             raise ValueError(f"a trend window needs at least 3 points, got {window}")
         self.window = window
         self.k = k
-        self.basis = np.zeros((2, window))  # rows: 1 for a held point (0 for an empty slot), its x
-        self.ys = np.zeros((window, k))
-        self.n = 0
-        self._next = 0
+        self.xs: deque[float] = deque()
+        self.rows: deque[list[float]] = deque()
+        self._added = 0
+        self._origin = 0.0
+        self._refresh()
 
-    def add(self, x: float, values: np.ndarray) -> None:
-        i = self._next
-        self.basis[0, i], self.basis[1, i] = 1.0, x
-        self.ys[i] = values
-        self._next = (i + 1) % self.window
-        self.n = min(self.n + 1, self.window)
+    def _refresh(self) -> None:
+        origin = self._origin = self.xs[0] if self.xs else 0.0
+        dxs = [x - origin for x in self.xs]
+        self.sx = sum(dxs)
+        self.sxx = sum(map(operator.mul, dxs, dxs))
+        columns = list(zip(*self.rows)) if self.rows else [()] * self.k
+        self.sy: list[float] = [sum(column) for column in columns]
+        self.sxy: list[float] = [sum(map(operator.mul, dxs, column)) for column in columns]
+        self.syy: list[float] = [sum(map(operator.mul, column, column)) for column in columns]
+        self._centred: tuple[float, float] | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.xs)
+
+    def add(self, x: float, values) -> None:  # values: a list (or another sequence, a 1-D array) of K floats
+        row = values if type(values) is list else [float(v) for v in values]
+        dx = x - self._origin
+        self.xs.append(x)
+        self.rows.append(row)
+        self._added += 1
+        self._centred = None
+        if self._added % (4 * self.window) == 0:
+            if len(self.xs) > self.window:
+                self.xs.popleft()
+                self.rows.popleft()
+            self._refresh()
+            return
+        sy, sxy, syy = self.sy, self.sxy, self.syy  # updated in place: an indexed loop is the cheapest in CPython
+        if len(self.xs) > self.window:
+            old_dx = self.xs.popleft() - self._origin
+            old = self.rows.popleft()
+            self.sx += dx - old_dx
+            self.sxx += dx * dx - old_dx * old_dx
+            for i in range(self.k):
+                v, o = row[i], old[i]
+                sy[i] += v - o
+                sxy[i] += dx * v - old_dx * o
+                syy[i] += v * v - o * o
+        else:
+            self.sx += dx
+            self.sxx += dx * dx
+            for i in range(self.k):
+                v = row[i]
+                sy[i] += v
+                sxy[i] += dx * v
+                syy[i] += v * v
 
     @property
     def oldest_x(self) -> float:
-        return float(self.basis[1, self._next if self.n == self.window else 0])
+        return self.xs[0] if self.xs else 0.0
 
-    def _centred(self) -> tuple[float, float, np.ndarray, np.ndarray]:
-        """(mean x, Sxx, Sxy per series, mean y per series) of the held points."""
-        n = self.n
-        xs = self.basis[1]
-        mean_x = float(xs.sum()) / n
-        sxx = float(xs @ xs) - n * mean_x * mean_x
-        sums = self.basis @ self.ys  # row 0: Σy, row 1: Σxy
-        mean_y = sums[0] / n
-        return mean_x, sxx, sums[1] - n * mean_x * mean_y, mean_y
+    def _centred_x(self) -> tuple[float, float] | None:
+        """(mean of x - origin, Sxx), None below 3 points or without spread in x."""
+        if self._centred is None:
+            n = len(self.xs)
+            if n < 3:
+                return None
+            mean_x = self.sx / n
+            sxx = self.sxx - self.sx * mean_x
+            self._centred = (mean_x, sxx) if sxx > 1e-12 * max(1.0, self.sxx) else (mean_x, 0.0)
+        return self._centred if self._centred[1] > 0.0 else None
 
-    def t(self) -> np.ndarray:
-        """t statistics of the K slopes (0 below 3 points or without spread; very large for exact lines)."""
-        n = self.n
-        if n < 3:
-            return np.zeros(self.k)
-        mean_x, sxx, sxy, mean_y = self._centred()
-        if sxx <= 1e-12 * max(1.0, mean_x * mean_x * n):
-            return np.zeros(self.k)
-        syy = np.einsum("ij,ij->j", self.ys, self.ys) - n * mean_y * mean_y
+    def sxy_of(self, i: int) -> float:
+        """Centred Σ(x - x̄)(y - ȳ) of series i: its sign is the slope's."""
+        n = len(self.xs)
+        return self.sxy[i] - self.sx * self.sy[i] / n if n else 0.0
+
+    def t_of(self, i: int) -> float:
+        """t statistic of series i's slope (0 below 3 points or without spread; very large for an exact line)."""
+        centred = self._centred_x()
+        if centred is None:
+            return 0.0
+        n = len(self.xs)
+        mean_x, sxx = centred
+        sy = self.sy[i]
+        sxy = self.sxy[i] - mean_x * sy
+        syy = self.syy[i] - sy * sy / n
         slope = sxy / sxx
         # An exact line leaves only rounding in the residual: floored at 1e-12 of the spread, its t is huge
         # (about 1e6 and more) instead of infinite, and a constant series keeps t = 0.
-        residual = np.maximum(syy - slope * sxy, 1e-12 * np.abs(syy) + 1e-300)
-        return slope / np.sqrt(residual / ((n - 2) * sxx))
+        residual = max(syy - slope * sxy, 1e-12 * abs(syy) + 1e-300)
+        return slope / math.sqrt(residual / ((n - 2) * sxx))
 
-    def fitted(self, x: float) -> np.ndarray:
-        """The K lines' values at ``x``."""
-        mean_x, sxx, sxy, mean_y = self._centred()
-        slope = sxy / sxx if sxx > 0 else np.zeros(self.k)
-        return mean_y + slope * (x - mean_x)
+    def t(self) -> list[float]:
+        """t statistics of the K slopes."""
+        return [self.t_of(i) for i in range(self.k)]
+
+    def fitted_of(self, i: int, x: float) -> float:
+        """Series i's line at ``x`` (its mean where no line can be fitted; NaN without points)."""
+        n = len(self.xs)
+        if n == 0:
+            return math.nan
+        mean_x = self.sx / n
+        sxx = self.sxx - self.sx * mean_x
+        sy = self.sy[i]
+        if sxx <= 0.0:
+            return sy / n
+        return sy / n + (self.sxy[i] - mean_x * sy) / sxx * (x - self._origin - mean_x)
+
+    def fitted(self, x: float) -> list[float]:
+        """The K lines' values at ``x`` (the means where no line can be fitted)."""
+        n = len(self.xs)
+        if n == 0:
+            return [math.nan] * self.k
+        mean_x = self.sx / n
+        sxx = self.sxx - self.sx * mean_x
+        dx = x - self._origin - mean_x
+        if sxx <= 0.0:
+            return [sy / n for sy in self.sy]
+        return [sy / n + (sxy - mean_x * sy) / sxx * dx for sy, sxy in zip(self.sy, self.sxy)]

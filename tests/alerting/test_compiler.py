@@ -51,7 +51,7 @@ def test_default_pack_compiles_to_these_expressions():
         ("GRPOWeakRewardSignal", "warning"): step_expr(f"grpo_reward_signal_to_noise{{{JOB}}}", "weak_reward_signal"),
         ("GRPOWeakRewardSignal", "critical"): step_expr(f"grpo_reward_std{{{JOB}}}", "no_reward_spread"),
         ("GRPORewardFalling", "warning"): step_expr(slope.format("grpo_reward_mean", 20), "reward_falling"),
-        ("GRPORewardFunctionFalling", "warning"): step_expr(slope.format("grpo_reward_fn_mean", 30), "reward_fn_falling"),
+        ("GRPORewardFunctionFalling", "warning"): step_expr(slope.format("grpo_reward_fn_mean", 45), "reward_fn_falling"),
         ("GRPOKLTooHigh", "warning"): step_expr(f"grpo_kl{{{JOB}}}", "kl_too_high"),
         ("GRPOKLTooHigh", "critical"): step_expr(f"grpo_kl{{{JOB}}}", "kl_blowup"),
         ("GRPOPolicyEntropyCollapse", "warning"): step_expr(slope.format("grpo_policy_entropy", 20), "entropy_falling"),

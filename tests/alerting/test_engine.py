@@ -113,8 +113,8 @@ def test_overrides_apply_to_their_run_only():
 def test_default_engine_accepts_overrides_and_lists_its_trend_windows(tmp_path):
     e = AlertEngine.default(overrides={"alerts": {"reward_falling": {"enabled": False}}})
     e.bind("r", ["a"])
-    assert e.trend_requirements() == [("grpo_reward_fn_mean", 30), ("grpo_policy_entropy", 20)]
-    assert AlertEngine.default().trend_requirements() == [("grpo_reward_mean", 20), ("grpo_reward_fn_mean", 30),
+    assert e.trend_requirements() == [("grpo_reward_fn_mean", 45), ("grpo_policy_entropy", 20)]
+    assert AlertEngine.default().trend_requirements() == [("grpo_reward_mean", 20), ("grpo_reward_fn_mean", 45),
                                                           ("grpo_policy_entropy", 20)]
     assert all(r.kind != "promql" for r in e.rules)
 
@@ -169,14 +169,14 @@ def test_monitor_counts_stores_and_prints_the_default_packs_alerts(tmp_path, cap
 def test_monitor_publishes_the_default_slopes_with_alerts_off():
     registry = CollectorRegistry()
     with RewardMonitor("r", SPECS, group_size=2, run_dir=None, registry=registry, alerts=False) as m:
-        for step in range(1, 31):
+        for step in range(1, 46):
             m.record_step(step, {"a": np.full(8, 0.01 * step), "b": np.zeros(8)}, policy_entropy=1.0 - 0.02 * step)
         slope = lambda metric, fn, w: registry.get_sample_value(  # noqa: E731
             "grpo_metric_slope_per_step", {"run_id": "r", "metric": metric, "reward_fn": fn, "window_steps": str(w)})
         assert slope("grpo_reward_mean", "", 20) == pytest.approx(0.01)
         assert slope("grpo_policy_entropy", "", 20) == pytest.approx(-0.02)
-        assert slope("grpo_reward_fn_mean", "a", 30) == pytest.approx(0.01)
-        assert slope("grpo_reward_fn_mean", "b", 30) == 0.0
+        assert slope("grpo_reward_fn_mean", "a", 45) == pytest.approx(0.01)
+        assert slope("grpo_reward_fn_mean", "b", 45) == 0.0
         assert m.recent_alerts == []
 
 

@@ -16,11 +16,11 @@ SEEDS = range(8)
 
 # scenario -> [(alertname, severity, reward_fn or None, at most this many steps after the onset)]
 MEANT = {
-    Scenario.REWARD_HACKING: [("GRPORewardFunctionFalling", "warning", "check_answer", 30)],
+    Scenario.REWARD_HACKING: [("GRPORewardFunctionFalling", "warning", "check_answer", 40)],
     Scenario.ENTROPY_COLLAPSE: [("GRPOPolicyEntropyCollapse", "warning", None, 15), ("GRPOPolicyEntropyCollapse", "critical", None, 35)],
     Scenario.KL_BLOWUP: [("GRPOKLTooHigh", "warning", None, 15), ("GRPOKLTooHigh", "critical", None, 30)],
     Scenario.ZERO_VARIANCE_GROUPS: [("GRPONoLearningSignal", "warning", None, 45)],
-    Scenario.LENGTH_EXPLOSION: [("GRPOCompletionsTruncated", "warning", None, 30)],
+    Scenario.LENGTH_EXPLOSION: [("GRPOCompletionsTruncated", "warning", None, 20)],
     Scenario.NONFINITE_REWARDS: [("GRPONonFiniteRewards", "error", "check_answer", 1), ("GRPONonFiniteRewards", "error", "check_numbers", 1)],
 }
 
