@@ -111,8 +111,9 @@ def test_the_closing_summary_lists_alerts_fired_and_still_firing(make_config, tm
         sys.modules.pop("constant_rewards", None)
     out = capsys.readouterr().out
     # Every completion gets the same reward: no spread from step 1, critical after 3 steps, still firing at the end.
-    assert "  alerts fired: 1 (GRPOWeakRewardSignal critical x1)\n" in out
-    assert "  alerts still firing: GRPOWeakRewardSignal (critical)\n" in out
+    # With at most 8 generated tokens nearly every completion is cut at the limit: more than 25% for 3 steps, a warning.
+    assert "  alerts fired: 2 (GRPOCompletionsTruncated warning x1, GRPOWeakRewardSignal critical x1)\n" in out
+    assert "  alerts still firing: GRPOCompletionsTruncated (warning), GRPOWeakRewardSignal (critical)\n" in out
 
 
 def test_the_closing_summary_says_when_alerts_were_off(make_config, capsys):
