@@ -304,7 +304,7 @@ class RewardMonitor:
             g = self.group_size if inputs["group_size"] is None else _step_int("group_size", inputs["group_size"])
             arrays = {k: None if inputs[k] is None else as_float_array(k, inputs[k]) for k in ("advantages", "completion_lengths")}
             scalars = {k: None if inputs[k] is None else as_float(k, inputs[k]) for k in SCALARS}
-            shard = LocalShard.build(as_step(step), self._reward_matrix(rewards_by_function), g, arrays["advantages"],
+            shard = LocalShard.build(as_step(step), self._reward_matrix(rewards_by_function)[:-1], g, arrays["advantages"],
                                      arrays["completion_lengths"], **scalars)
         except (StepInputError, TypeError, ValueError) as error:
             shard = LocalShard.invalid(step, len(self._names), getattr(error, "reason", "not_numeric"), str(error))
@@ -346,11 +346,12 @@ class RewardMonitor:
         step = as_step(step)
         if self.last_step is not None and step <= self.last_step:
             raise StepInputError("step_not_increasing", f"step {step} is not after the last recorded step {self.last_step}")
-        rewards = self._reward_matrix(rewards_by_function)
+        matrix = self._reward_matrix(rewards_by_function)
+        rewards = matrix[:-1]
         g = self.group_size if group_size is None else _step_int("group_size", group_size)
         limit = self.max_completion_length if max_completion_length is None else _step_int(
             "max_completion_length", max_completion_length)
-        stats = compute_reward_statistics(rewards, self._table, g)
+        stats = compute_reward_statistics(matrix, self._table, g, spare_row=True)
         n = rewards.shape[1]
         adv = None if advantages is None else as_float_array("advantages", advantages)
         lengths = None if completion_lengths is None else as_float_array("completion_lengths", completion_lengths)
@@ -379,7 +380,11 @@ class RewardMonitor:
         if any(row.size != rows[0].size for row in rows):
             sizes = ", ".join(f"{n}={row.size}" for n, row in zip(self._names, rows))
             raise StepInputError("length_mismatch", f"reward arrays have different lengths: {sizes}")
-        return np.stack(rows) if len(rows) > 1 else rows[0][None, :]
+        # One row more, for the combined reward (compute_reward_statistics' spare_row): a large batch is copied once.
+        matrix = np.empty((len(rows) + 1, rows[0].size))
+        for i, row in enumerate(rows):
+            matrix[i] = row
+        return matrix
 
     def _compute(self, inputs: _StepInput, started: float) -> StepRecord:
         """The step's record: stored row, detectors, slopes, alert events, counter increments."""

@@ -177,9 +177,10 @@ class RewardMetricsTracker:
             eval_accuracy=eval_accuracy, tokens=tokens)
         assert metrics is not None  # on_bad_input="raise": a bad step raised StepInputError above
         result = RewardMetrics.from_step(metrics, int(np.asarray(next(iter(rewards.values()))).size))
-        # The window keeps no raw rewards: those stay on the metrics returned here and in the run store.
-        self._recent.append(result if result.reward_distribution is None else
-                            replace(result, reward_distribution=None, step_metrics=replace(metrics, rewards=None)))
+        # The window keeps the stored row only: the batch's arrays (rewards, advantages, texts) stay on the
+        # metrics returned here and in the run store, so a window of large batches costs no more than one of small.
+        self._recent.append(replace(result, reward_distribution=None,
+                                    step_metrics=StepMetrics(metrics.step, metrics.timestamp, metrics.layout, metrics.row)))
         return result
 
     # ------------------------------------------------------------------ reading back

@@ -14,9 +14,10 @@ processes load it in a fraction of that). Where numba is missing or fails, ``ava
 is False (a failure is logged once) and ``metrics/step.py`` uses its numpy path, which
 stays the reference the kernel is tested against (``tests/core/test_statistics_kernel.py``).
 
-Variances are computed in two passes (the mean, then squared deviations), so they do
-not cancel for rewards with a large offset; a row or group whose values are all equal
-has variance exactly 0.
+Variances are computed from squared deviations about the mean (a group's about its own
+mean, a row's as the groups' squares plus those of the group means about the row mean),
+so they do not cancel for rewards with a large offset; a row or group whose values are
+all equal has variance exactly 0.
 
 Usage::
 
@@ -109,7 +110,8 @@ def reduce_rows(stacked: np.ndarray, group_size: int, high: np.ndarray, low: np.
 
 
 def _reduce_rows(stacked, group_size, high, low, scale, offset, floor, ceiling, lookup, size, count):  # pragma: no cover
-    # Compiled by numba (coverage cannot see inside); its equality with the numpy path is tested.
+    # Compiled by numba (coverage cannot see inside); its equality with the numpy path is tested. Sums run per group
+    # first, then over the groups: short dependency chains, and the row variance needs no second pass over the row.
     rows, n = stacked.shape
     n_groups = n // group_size
     sums, variances = np.zeros(rows), np.zeros(rows)
@@ -117,46 +119,43 @@ def _reduce_rows(stacked, group_size, high, low, scale, offset, floor, ceiling, 
     group_counts = np.zeros((3, rows), np.int64)
     std_sums, var_sums = np.zeros(rows), np.zeros(rows)
     counts = np.zeros(size, np.int64)
+    group_means = np.empty(n_groups)
     for r in range(rows):
-        row_min, row_max, row_sum, row_positive = np.inf, -np.inf, 0.0, 0.0
+        row_min, row_max, row_sum, row_positive, within = np.inf, -np.inf, 0.0, 0.0, 0.0
         for k in range(n_groups):
-            g_min, g_max, g_sum = np.inf, -np.inf, 0.0
-            for j in range(k * group_size, (k + 1) * group_size):
+            start = k * group_size
+            g_min, g_max, g_sum, g_positive = np.inf, -np.inf, 0.0, 0.0
+            for j in range(start, start + group_size):
                 v = stacked[r, j]
                 if v - v != 0.0:  # NaN or an infinity: the caller takes its masking path
                     return False, sums, variances, mins, maxs, positive, group_counts, std_sums, var_sums, counts
                 g_sum += v
                 g_min = min(g_min, v)
                 g_max = max(g_max, v)
-                if v > 0.0:
-                    row_positive += v
+                g_positive += max(v, 0.0)
                 if count:
-                    x = min(max(v * scale[r] + offset[r], floor[r]), ceiling[r])
-                    cell = int(x)
+                    cell = int(min(max(v * scale[r] + offset[r], floor[r]), ceiling[r]))
                     counts[lookup[cell] if lookup.size else cell] += 1
             row_sum += g_sum
+            row_positive += g_positive
             row_min = min(row_min, g_min)
             row_max = max(row_max, g_max)
+            group_means[k] = g_mean = g_sum / group_size
             if g_min == g_max:
                 group_counts[0, r] += 1
             else:
-                g_mean = g_sum / group_size
-                g_sq = 0.0
-                for j in range(k * group_size, (k + 1) * group_size):
-                    d = stacked[r, j] - g_mean
-                    g_sq += d * d
-                std_sums[r] += np.sqrt(g_sq / group_size)
-                var_sums[r] += g_sq / group_size
-            if g_min >= high[r]:
-                group_counts[1, r] += 1
-            if g_max <= low[r]:
-                group_counts[2, r] += 1
+                g_squares = 0.0
+                for j in range(start, start + group_size):
+                    g_squares += (stacked[r, j] - g_mean) ** 2
+                within += g_squares
+                std_sums[r] += np.sqrt(g_squares / group_size)
+                var_sums[r] += g_squares / group_size
+            group_counts[1, r] += g_min >= high[r]
+            group_counts[2, r] += g_max <= low[r]
         sums[r], mins[r], maxs[r], positive[r] = row_sum, row_min, row_max, row_positive
-        if row_min != row_max:
-            mean = row_sum / n
-            sq = 0.0
-            for j in range(n):
-                d = stacked[r, j] - mean
-                sq += d * d
-            variances[r] = sq / n
+        if row_min != row_max:  # squares within the groups plus those of the group means about the row mean
+            mean, between = row_sum / n, 0.0
+            for k in range(n_groups):
+                between += (group_means[k] - mean) ** 2
+            variances[r] = (within + group_size * between) / n
     return True, sums, variances, mins, maxs, positive, group_counts, std_sums, var_sums, counts

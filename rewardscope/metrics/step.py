@@ -120,13 +120,17 @@ class FunctionTable:
 
 
 def compute_reward_statistics(rewards: np.ndarray, specs: Sequence[RewardFunctionSpec] | FunctionTable,
-                              group_size: int) -> RewardStatistics:
+                              group_size: int, *, spare_row: bool = False) -> RewardStatistics:
     """Every reward statistic of one step from the (F, N) reward array.
 
-    Raises StepInputError for an empty batch, N not divisible by group_size, or rewards whose sum overflows.
+    ``spare_row=True``: ``rewards`` is (F + 1, N), float64 and C-contiguous, its last row free; the combined reward
+    is written there, which saves copying a large batch. Raises StepInputError for an empty batch, N not divisible
+    by group_size, or rewards whose sum overflows.
     """
     table = specs if isinstance(specs, FunctionTable) else FunctionTable.build(specs)
     rewards = np.asarray(rewards, dtype=np.float64)
+    if spare_row:
+        rewards, stacked = rewards[:-1], rewards
     n_functions, n_samples = rewards.shape
     if n_samples == 0:
         raise StepInputError("empty_batch", "empty batch: every reward array has length 0")
@@ -134,8 +138,9 @@ def compute_reward_statistics(rewards: np.ndarray, specs: Sequence[RewardFunctio
         raise StepInputError("group_size_mismatch",
                              f"batch of {n_samples} completions is not a whole number of groups of {group_size}")
     # Row F of `stacked` is the combined reward, so one reduction serves functions and combined alike.
-    stacked = np.empty((n_functions + 1, n_samples))
-    stacked[:n_functions] = rewards
+    if not spare_row:
+        stacked = np.empty((n_functions + 1, n_samples))
+        stacked[:n_functions] = rewards
     np.dot(table.weights, rewards, out=stacked[n_functions])
     reductions = _reduce_compiled(stacked, table, group_size) if table.compiled else _reduce_numpy(stacked, table, group_size)
     if reductions is not None and np.isfinite(reductions.sums).all():

@@ -86,8 +86,9 @@ def test_memory_does_not_grow_with_steps():
     track(range(1, 51))
     tracemalloc.start()
     try:
+        track(range(51, 101))  # what one step keeps until the next (the monitor's last record) is in both snapshots
         before = tracemalloc.take_snapshot()
-        track(range(51, 251))
+        track(range(101, 301))
         growth = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
     finally:
         tracemalloc.stop()
@@ -131,3 +132,12 @@ def test_a_run_directory_keeps_the_whole_history(tmp_path):
         for step in range(1, 6):
             tracker.track_step(step, {"a": [float(step), 0.0]})
     assert [s["grpo_reward_mean"] for s in read_steps(tmp_path / "legacy")] == [0.5, 1.0, 1.5, 2.0, 2.5]
+
+
+def test_the_window_keeps_no_batch_arrays():
+    with RewardMetricsTracker(["a", "b"], window_size=3) as tracker:
+        for step in range(1, 6):
+            tracker.track_step(step, {"a": np.zeros(8), "b": np.ones(8)}, advantages=np.zeros(8))
+        kept = [m.step_metrics for m in tracker._recent]
+    assert [m.step for m in kept] == [3, 4, 5]
+    assert all(type(m).__name__ == "StepMetrics" and m.rewards is None for m in kept)  # not the StepRecord with its arrays
