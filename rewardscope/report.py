@@ -7,8 +7,9 @@ function's mean and contribution, the share of zero-spread groups, KL and entrop
 ranges, non-finite rewards, skipped steps and the alerts that fired. A run killed
 mid-way (no summary.json, a torn last line) is summarised from the steps it wrote.
 
-``summarize`` streams the steps (memory O(window), whatever the run's length) and
-returns plain data; ``render`` turns that into text; ``--json`` prints the data.
+``summarize`` streams the steps (memory O(window), whatever the run's length; a large
+``steps.jsonl`` is read in parts by several processes) and returns plain data; ``render``
+turns that into text; ``--json`` prints the data.
 
 Usage::
 
@@ -23,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import math
+import os
 import sys
 import time
 from pathlib import Path
@@ -31,7 +34,13 @@ from typing import Any
 
 import numpy as np
 
+log = logging.getLogger("rewardscope")
+
 DEFAULT_WINDOW = 20
+# steps.jsonl from this size on is read by several processes (one per CPU, at most MAX_SCAN_WORKERS): numpy's
+# text reader holds the GIL, so threads would not help. bench/bench_runstore.py: 1M steps, 455 MB.
+PARALLEL_SCAN_BYTES = 64 << 20
+MAX_SCAN_WORKERS = 4
 
 # Run-level columns summarised, in the order they are rendered.
 RUN_COLUMNS = ("grpo_reward_mean", "grpo_reward_std", "grpo_group_zero_std_ratio", "grpo_kl", "grpo_policy_entropy",
@@ -81,6 +90,80 @@ class _ColumnStats:
         self.tail = np.concatenate([self.tail, block])[-self.window:]
 
 
+    def then(self, later: _ColumnStats) -> _ColumnStats:
+        """These statistics followed by those of the rows after them (``later``), as one stream would give."""
+        self.rows += later.rows
+        self.count += later.count
+        self.total += later.total
+        self.min = np.fmin(self.min, later.min)
+        self.max = np.fmax(self.max, later.max)
+        self.first = np.where(np.isnan(self.first), later.first, self.first)
+        self.last = np.where(np.isnan(later.last), self.last, later.last)
+        self.head = np.concatenate([self.head, later.head])[:self.window]
+        self.tail = np.concatenate([self.tail, later.tail])[-self.window:]
+        return self
+
+
+def _scan(run_dir: Path, columns: list[str], window: int, workers: int | None) -> tuple[_ColumnStats, Any]:
+    """The column statistics of every valid step and what the reader skipped. A large file is read by several
+    processes, each a part; the parts are kept only when each read cleanly and its steps follow the previous
+    part's, otherwise (a damaged file) the file is read again in one pass, whose warnings name the lines."""
+    from .exporter.runstore import STEPS_FILE
+
+    path = run_dir / STEPS_FILE
+    if workers is None:
+        large = path.exists() and path.stat().st_size >= PARALLEL_SCAN_BYTES
+        workers = min(os.cpu_count() or 1, MAX_SCAN_WORKERS) if large else 1
+    if workers > 1 and path.exists():
+        merged = _scan_in_parts(run_dir, columns, window, workers)
+        if merged is not None:
+            return merged
+    return _scan_range(run_dir, columns, window, None)
+
+
+def _scan_range(run_dir: Path, columns: list[str], window: int, byte_range: tuple[int, int] | None,
+                quiet: bool = False) -> tuple[_ColumnStats, Any]:
+    from .exporter.jsonl import ReadStats
+    from .exporter.runstore_columns import read_step_columns
+
+    if quiet:  # a part read in a worker: its warnings would number lines from the part's start
+        logging.getLogger("rewardscope").disabled = True
+    read_stats = ReadStats()
+    stats = _ColumnStats(len(columns), window)
+    for block in read_step_columns(run_dir, columns, read_stats, byte_range=byte_range):
+        stats.add(block)
+    return stats, read_stats
+
+
+def _scan_in_parts(run_dir: Path, columns: list[str], window: int, workers: int) -> tuple[_ColumnStats, Any] | None:
+    from concurrent.futures import ProcessPoolExecutor
+
+    from .exporter.runstore import STEPS_FILE
+    from .exporter.runstore_columns import line_ranges
+
+    ranges = line_ranges(run_dir / STEPS_FILE, workers)
+    if len(ranges) < 2:
+        return None
+    with ProcessPoolExecutor(len(ranges)) as pool:
+        parts = list(pool.map(_scan_range, *zip(*[(run_dir, columns, window, r, True) for r in ranges])))
+    last_step = -math.inf
+    for index, (stats, read_stats) in enumerate(parts):
+        problems = read_stats.problems()
+        torn_at_end = index == len(parts) - 1 and problems == {"torn_final_line": 1}
+        if (problems and not torn_at_end) or stats.rows == 0 or stats.head[0, 0] <= last_step:
+            return None
+        last_step = stats.tail[-1, 0]
+    stats, read_stats = parts[0]
+    for later, later_read in parts[1:]:
+        stats.then(later)
+        read_stats.lines += later_read.lines
+        read_stats.rows += later_read.rows
+        read_stats.torn_final_line = later_read.torn_final_line
+    if read_stats.torn_final_line:
+        log.warning("%s:%d: skipped a torn final line (an interrupted writer)", run_dir / STEPS_FILE, read_stats.lines + 1)
+    return stats, read_stats
+
+
 def _window_mean(rows: np.ndarray, column: int) -> float | None:
     values = rows[:, column]
     values = values[~np.isnan(values)]
@@ -91,17 +174,17 @@ def _number(value: float) -> float | None:
     return None if math.isnan(value) else float(value)
 
 
-def summarize(run_dir: str | Path, window: int = DEFAULT_WINDOW) -> dict[str, Any]:
+def summarize(run_dir: str | Path, window: int = DEFAULT_WINDOW, *, workers: int | None = None) -> dict[str, Any]:
     """Plain-data summary of the run stored in ``run_dir`` (see the module docstring).
 
     ``window`` is the number of steps in the first and last windows (halved, down to 1, for
-    runs shorter than two windows). Raises RunStoreError when ``run_dir`` is not a run directory,
-    or is one that recorded no step and never closed (a failed start).
+    runs shorter than two windows). ``workers``: processes that read ``steps.jsonl`` in parts
+    (None: one per CPU, up to 4, when the file holds at least 64 MB; 1: one pass). Raises
+    RunStoreError when ``run_dir`` is not a run directory, or is one that recorded no step and
+    never closed (a failed start).
     """
     from .exporter.evidence import evidence_index
-    from .exporter.jsonl import ReadStats
     from .exporter.runstore import RunStoreError, read_alerts, read_manifest, read_summary
-    from .exporter.runstore_columns import read_step_columns
 
     if window < 1:
         raise ValueError(f"window must be at least 1 step, got {window}")
@@ -111,10 +194,7 @@ def summarize(run_dir: str | Path, window: int = DEFAULT_WINDOW) -> dict[str, An
     tracked = [_column(c) for c in RUN_COLUMNS] + [_column(c, fn) for fn in functions for c in FUNCTION_COLUMNS]
     columns = ["grpo_step", "grpo_last_step_timestamp_seconds", *tracked]
 
-    read_stats = ReadStats()
-    stats = _ColumnStats(len(columns), window)
-    for block in read_step_columns(run_dir, columns, read_stats):
-        stats.add(block)
+    stats, read_stats = _scan(run_dir, columns, window, workers)
     closing = read_summary(run_dir)
     steps_recorded = stats.rows
     if not steps_recorded and closing is None:

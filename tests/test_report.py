@@ -1,6 +1,7 @@
 """`rewardscope summary`: summarize() on real run stores, closed, killed mid-way and torn; render; the CLI."""
 
 import argparse
+import itertools
 import json
 import time
 
@@ -123,3 +124,79 @@ def test_an_empty_run_summarises(tmp_path):
     s = summarize(tmp_path / "empty")
     assert (s["steps_recorded"], s["first_step"], s["metrics"], s["window_steps"]) == (0, None, {}, 0)
     assert "steps:               none recorded" in render(s)
+
+
+# --------------------------------------------------------------------------- a large file read in parts
+def summaries_by_workers(directory, **kwargs):
+    return [summarize(directory, workers=w, **kwargs) for w in (1, 2, 3)]
+
+
+def assert_same_summary(parts, one):
+    assert {k: v for k, v in parts.items() if k != "metrics"} == {k: v for k, v in one.items() if k != "metrics"}
+    assert parts["metrics"].keys() == one["metrics"].keys()
+    for name, stats in one["metrics"].items():
+        for key, value in stats.items():  # sums added in another order: equal to rounding
+            got = parts["metrics"][name][key]
+            assert got == value if value is None else got == pytest.approx(value, rel=1e-12, abs=1e-15), (name, key)
+
+
+def test_parts_of_a_clean_file_are_merged_and_match_one_pass(tmp_path):
+    directory = record(tmp_path, "clean", scenario="entropy_collapse", steps=80)
+    one, two, three = summaries_by_workers(directory, window=5)
+    assert one["read_problems"] == {} and one["steps_recorded"] == 80
+    assert_same_summary(two, one)
+    assert_same_summary(three, one)
+    assert read_in_parts(directory) is not None  # the parts were merged, not read again
+
+
+def read_in_parts(directory, workers=3):
+    from rewardscope.report import _scan_in_parts
+
+    return _scan_in_parts(directory, ["grpo_step", "grpo_last_step_timestamp_seconds", "grpo_reward_mean"], 5, workers)
+
+
+def test_a_damaged_file_is_read_again_in_one_pass(tmp_path, caplog):
+    import logging
+
+    directory = record(tmp_path, "damaged", scenario="reward_hacking", steps=60)
+    path = directory / "steps.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    # step 5 again near the end (a step that goes backwards, in the last part) and a corrupt line in the first part
+    path.write_bytes(b"".join(lines[:3] + [b"not json\n"] + lines[3:55] + [lines[4]] + lines[55:]))
+    with caplog.at_level(logging.WARNING, logger="rewardscope"):
+        one, two, three = summaries_by_workers(directory, window=7)
+    assert one["steps_recorded"] == 60 and one["read_problems"] == {"corrupt_lines": 1, "non_monotonic_steps": 1}
+    assert two == one and three == one
+    assert read_in_parts(directory) is None
+    # every warning names the line in the whole file, as the one pass does
+    assert {r.getMessage().split(": skipped")[0] for r in caplog.records if "skipped a line" in r.getMessage()} == {
+        f"{path}:4", f"{path}:57"}
+
+
+def test_a_torn_final_line_read_in_parts(tmp_path, caplog):
+    import logging
+
+    directory = record(tmp_path, "torn-parts", scenario="healthy", steps=40, close=False)
+    path = directory / "steps.jsonl"
+    lines = path.read_bytes().splitlines(keepends=True)
+    path.write_bytes(b"".join(lines[:-1]) + lines[-1][:25])  # 39 whole lines, then half of the 40th
+    with caplog.at_level(logging.WARNING, logger="rewardscope"):
+        one, two = summarize(directory, workers=1), summarize(directory, workers=2)
+    assert one["torn_final_line"] is True and one["steps_recorded"] == 39
+    assert_same_summary(two, one)
+    torn = [r.getMessage() for r in caplog.records if "torn final line" in r.getMessage()]
+    assert torn == [f"{path}:40: skipped a torn final line (an interrupted writer)"] * 2
+
+
+def test_line_ranges_start_at_lines_and_cover_the_file(tmp_path):
+    from rewardscope.exporter.runstore_columns import line_ranges
+
+    path = tmp_path / "f.jsonl"
+    path.write_bytes(b"a\n" + b"x" * 200_000 + b"\nbb\nccc\n")
+    data = path.read_bytes()
+    for parts in (1, 2, 3, 8, 50):
+        ranges = line_ranges(path, parts)
+        assert ranges[0][0] == 0 and ranges[-1][1] == len(data)
+        assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
+        assert all(data[start - 1:start] == b"\n" for start, _ in ranges[1:])
+    assert len(line_ranges(path, 50)) <= 4  # never more parts than lines

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import logging
+import math
 import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -40,8 +41,12 @@ _ABSENT = 9e99
 
 
 def read_step_columns(run_dir: str | os.PathLike, columns: Sequence[str], stats: ReadStats | None = None,
-                      block_bytes: int = BLOCK_BYTES) -> Iterator[np.ndarray]:
-    """Blocks of shape (steps, len(columns)) of the valid steps, in order; a column the run lacks is all NaN."""
+                      block_bytes: int = BLOCK_BYTES, byte_range: tuple[int, int] | None = None) -> Iterator[np.ndarray]:
+    """Blocks of shape (steps, len(columns)) of the valid steps, in order; a column the run lacks is all NaN.
+
+    ``byte_range`` (start, end), both at line starts (``line_ranges``), reads that part of the file only; line
+    numbers in warnings then count from its start.
+    """
     run_dir = Path(run_dir)
     stored = read_manifest(run_dir)["columns"]
     stats = ReadStats() if stats is None else stats
@@ -49,10 +54,11 @@ def read_step_columns(run_dir: str | os.PathLike, columns: Sequence[str], stats:
     if not block.path.exists():
         return
     with open(block.path, "rb") as f:
-        offset, size = 0, block_bytes
+        offset, size = (0, block_bytes) if byte_range is None else (byte_range[0], block_bytes)
+        stop = math.inf if byte_range is None else byte_range[1]
         while True:
             f.seek(offset)
-            chunk = f.read(size)
+            chunk = f.read(int(min(size, stop - offset)))
             end = chunk.rfind(b"\n") + 1
             if end == 0:
                 if len(chunk) < size:  # the end of the file: empty, or a torn final line
@@ -66,6 +72,27 @@ def read_step_columns(run_dir: str | os.PathLike, columns: Sequence[str], stats:
     if chunk:
         stats.torn_final_line = True
         log.warning("%s:%d: skipped a torn final line (an interrupted writer)", block.path, block.lines_seen + 1)
+
+
+def line_ranges(path: str | os.PathLike, parts: int) -> list[tuple[int, int]]:
+    """``parts`` byte ranges of about equal size that cover the file, each starting at a line start (fewer when
+    the file has fewer lines)."""
+    size = os.path.getsize(path)
+    starts = [0]
+    with open(path, "rb") as f:
+        for i in range(1, parts):
+            position = max(size * i // parts, starts[-1])
+            f.seek(position)
+            while True:  # to the start of the next line, however long the line
+                piece = f.read(1 << 16)
+                newline = piece.find(b"\n")
+                if newline >= 0 or not piece:
+                    break
+                position += len(piece)
+            start = position + newline + 1 if newline >= 0 else size
+            if start < size and start > starts[-1]:
+                starts.append(start)
+    return list(zip(starts, starts[1:] + [size]))
 
 
 class _BlockParser:
