@@ -136,6 +136,8 @@ def _scan_range(run_dir: Path, columns: list[str], window: int, byte_range: tupl
 
 
 def _scan_in_parts(run_dir: Path, columns: list[str], window: int, workers: int) -> tuple[_ColumnStats, Any] | None:
+    import multiprocessing
+    import threading
     from concurrent.futures import ProcessPoolExecutor
 
     from .exporter.runstore import STEPS_FILE
@@ -144,7 +146,11 @@ def _scan_in_parts(run_dir: Path, columns: list[str], window: int, workers: int)
     ranges = line_ranges(run_dir / STEPS_FILE, workers)
     if len(ranges) < 2:
         return None
-    with ProcessPoolExecutor(len(ranges)) as pool:
+    # fork starts a worker at once but is unsafe in a process running other threads (the trainer's /metrics
+    # server): there, spawn (each worker imports rewardscope afresh, about 0.4 s).
+    single_threaded = threading.active_count() == 1 and "fork" in multiprocessing.get_all_start_methods()
+    context = multiprocessing.get_context("fork" if single_threaded else "spawn")
+    with ProcessPoolExecutor(len(ranges), mp_context=context) as pool:
         parts = list(pool.map(_scan_range, *zip(*[(run_dir, columns, window, r, True) for r in ranges])))
     last_step = -math.inf
     for index, (stats, read_stats) in enumerate(parts):

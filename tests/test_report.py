@@ -200,3 +200,18 @@ def test_line_ranges_start_at_lines_and_cover_the_file(tmp_path):
         assert all(a[1] == b[0] for a, b in itertools.pairwise(ranges))
         assert all(data[start - 1:start] == b"\n" for start, _ in ranges[1:])
     assert len(line_ranges(path, 50)) <= 4  # never more parts than lines
+
+
+def test_parts_are_read_by_spawned_processes_while_other_threads_run(tmp_path):
+    import threading
+
+    directory = record(tmp_path, "threads", scenario="healthy", steps=50)
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)  # as the trainer's /metrics server: fork would be unsafe
+    other.start()
+    try:
+        assert read_in_parts(directory, workers=2) is not None
+        assert_same_summary(summarize(directory, workers=2), summarize(directory, workers=1))
+    finally:
+        stop.set()
+        other.join()
