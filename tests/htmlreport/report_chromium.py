@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import os
+import signal
 import subprocess
 import tempfile
 import time
@@ -62,7 +64,8 @@ def _start_chromium(profile: Path) -> tuple[subprocess.Popen, int]:
     binary = require_binary("chromium")
     process = subprocess.Popen([binary, "--headless", "--no-sandbox", "--disable-gpu", "--remote-debugging-port=0",
                                 "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}", "--remote-allow-origins=*",
-                                "--no-first-run", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                                "--no-first-run", "about:blank"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                               start_new_session=True)  # its own process group: _stop_chromium stops its helpers too
     port_file = profile / "DevToolsActivePort"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -71,8 +74,21 @@ def _start_chromium(profile: Path) -> tuple[subprocess.Popen, int]:
         if process.poll() is not None:
             break
         time.sleep(0.1)
-    stop_process(process)
+    _stop_chromium(process)
     raise RuntimeError("chromium did not open its DevTools port")
+
+
+def _stop_chromium(process: subprocess.Popen) -> None:
+    """The browser, then every process it started: a helper still writing the profile after the browser exited
+    made removing the profile fail ("Directory not empty")."""
+    stop_process(process)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)  # the group outlives its leader while a member is left
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
 
 
 class _DevTools:
@@ -142,7 +158,7 @@ def inspect_page(path: Path, width: int = 1400, height: int = 2400, timeout: flo
             page = next(t for t in targets if t.get("type") == "page")
             return asyncio.run(_inspect(page["webSocketDebuggerUrl"], path.resolve().as_uri(), width, height, timeout))
         finally:
-            stop_process(process)
+            _stop_chromium(process)
 
 
 def png_is_blank(png: bytes) -> bool:
