@@ -86,13 +86,11 @@ class FunctionTable:
     combined_range: tuple[float, float] | None
     buckets: BucketLayout  # rows: each function, then the combined reward
     never_negative: np.ndarray  # (F+1,) bool: a declared minimum >= 0, per function then for the combined reward
-    row_low: np.ndarray  # (F+1, 1) declared minimum per function then the combined reward's, NaN when undeclared
-    row_high: np.ndarray  # (F+1, 1) the same for the maxima
+    low_bounds: np.ndarray  # (F+1,) declared minimum per function then NaN for the combined reward (not reported)
+    high_bounds: np.ndarray  # (F+1,) the same for the maxima
     missing_bounds: np.ndarray  # (2, F+1) bool: no declared maximum, no declared minimum (so no saturation ratio)
     compiled: bool  # reduce finite batches with the compiled kernel (metrics/kernel.py), else with numpy
-    high_bounds: np.ndarray  # (F+1,) row_high, contiguous: the kernel's arguments, built once
-    low_bounds: np.ndarray
-    arithmetic_buckets: tuple | None  # BucketLayout.arithmetic()
+    arithmetic_buckets: tuple | None  # BucketLayout.arithmetic(), built once
 
     @classmethod
     def build(cls, specs: Sequence[RewardFunctionSpec], compiled: bool | None = None) -> FunctionTable:
@@ -108,11 +106,11 @@ class FunctionTable:
         edges.append(linear_edges(*declared) if declared else DEFAULT_REWARD_EDGES)
         never_negative = np.append(low >= 0, declared is not None and declared[0] >= 0)
         # The combined row's saturation ratios are not reported: NaN bounds leave its flags False.
-        row_low, row_high = np.append(low, nan)[:, None], np.append(high, nan)[:, None]
+        low_bounds, high_bounds = np.append(low, nan), np.append(high, nan)
         buckets = BucketLayout(edges)
-        return cls(specs, weights, low, high, declared, buckets, never_negative, row_low, row_high,
-                   np.isnan(np.stack([row_high[:, 0], row_low[:, 0]])), kernel.available() if compiled is None else compiled,
-                   row_high[:, 0].copy(), row_low[:, 0].copy(), buckets.arithmetic())
+        return cls(specs, weights, low, high, declared, buckets, never_negative, low_bounds, high_bounds,
+                   np.isnan(np.stack([high_bounds, low_bounds])), kernel.available() if compiled is None else compiled,
+                   buckets.arithmetic())
 
     @property
     def names(self) -> tuple[str, ...]:
@@ -142,8 +140,9 @@ def compute_reward_statistics(rewards: np.ndarray, specs: Sequence[RewardFunctio
         stacked = np.empty((n_functions + 1, n_samples))
         stacked[:n_functions] = rewards
     np.dot(table.weights, rewards, out=stacked[n_functions])
+    # Each path returns None unless every value and every row's sum is finite: then the masking path runs.
     reductions = _reduce_compiled(stacked, table, group_size) if table.compiled else _reduce_numpy(stacked, table, group_size)
-    if reductions is not None and np.isfinite(reductions.sums).all():
+    if reductions is not None:
         stats = _statistics_all_finite(stacked, reductions, table, group_size)
     else:
         stats = _statistics_with_nonfinite(rewards, table, group_size)
@@ -154,7 +153,9 @@ def compute_reward_statistics(rewards: np.ndarray, specs: Sequence[RewardFunctio
 
 def _reduce_compiled(stacked: np.ndarray, table: FunctionTable, group_size: int) -> kernel.RowReductions | None:
     out = kernel.reduce_rows(stacked, group_size, table.high_bounds, table.low_bounds, table.arithmetic_buckets)
-    if out is not None and out.bucket_counts is None and np.isfinite(out.sums).all():
+    if out is None or not np.isfinite(out.sums).all():  # a value not finite, or finite values whose sum overflows
+        return None
+    if out.bucket_counts is None:  # rows bucketed by searchsorted
         out = dataclasses.replace(out, bucket_counts=table.buckets.counts(stacked))
     return out
 
@@ -182,8 +183,8 @@ def _reduce_numpy(stacked: np.ndarray, table: FunctionTable, group_size: int) ->
     # One reduction for the three per-group flags of every row: zero spread, all at the maximum, all at the minimum.
     flags = np.empty((3, rows, n_groups), dtype=bool)
     flags[0] = g_zero
-    np.greater_equal(g_min, table.row_high, out=flags[1])
-    np.less_equal(g_max, table.row_low, out=flags[2])
+    np.greater_equal(g_min, table.high_bounds[:, None], out=flags[1])
+    np.less_equal(g_max, table.low_bounds[:, None], out=flags[2])
     positive = np.add.reduce(np.maximum(stacked, 0.0), axis=1)
     return kernel.RowReductions(sums, variances, mins, maxs, positive, np.add.reduce(flags, axis=2, dtype=np.int64),
                                 np.add.reduce(np.sqrt(g_var), axis=1), np.add.reduce(g_var, axis=1),
