@@ -34,8 +34,6 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("rewardscope")
-
 DEFAULT_WINDOW = 20
 # steps.jsonl from this size on is read by several processes (one per CPU, at most MAX_SCAN_WORKERS): numpy's
 # text reader holds the GIL, so threads would not help. bench/bench_runstore.py: 1M steps, 455 MB.
@@ -89,7 +87,6 @@ class _ColumnStats:
             self.head = np.concatenate([self.head, block[:self.window - len(self.head)]])
         self.tail = np.concatenate([self.tail, block])[-self.window:]
 
-
     def then(self, later: _ColumnStats) -> _ColumnStats:
         """These statistics followed by those of the rows after them (``later``), as one stream would give."""
         self.rows += later.rows
@@ -141,7 +138,7 @@ def _scan_in_parts(run_dir: Path, columns: list[str], window: int, workers: int)
     from concurrent.futures import ProcessPoolExecutor
 
     from .exporter.runstore import STEPS_FILE
-    from .exporter.runstore_columns import line_ranges
+    from .exporter.runstore_columns import line_ranges, warn_torn_final_line
 
     ranges = line_ranges(run_dir / STEPS_FILE, workers)
     if len(ranges) < 2:
@@ -165,8 +162,8 @@ def _scan_in_parts(run_dir: Path, columns: list[str], window: int, workers: int)
         read_stats.lines += later_read.lines
         read_stats.rows += later_read.rows
         read_stats.torn_final_line = later_read.torn_final_line
-    if read_stats.torn_final_line:
-        log.warning("%s:%d: skipped a torn final line (an interrupted writer)", run_dir / STEPS_FILE, read_stats.lines + 1)
+    if read_stats.torn_final_line:  # the parts' readers were quiet: warn as the one pass does
+        warn_torn_final_line(run_dir / STEPS_FILE, read_stats.lines + 1)
     return stats, read_stats
 
 

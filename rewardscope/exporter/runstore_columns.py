@@ -54,8 +54,8 @@ def read_step_columns(run_dir: str | os.PathLike, columns: Sequence[str], stats:
     if not block.path.exists():
         return
     with open(block.path, "rb") as f:
-        offset, size = (0, block_bytes) if byte_range is None else (byte_range[0], block_bytes)
-        stop = math.inf if byte_range is None else byte_range[1]
+        offset, stop = byte_range or (0, math.inf)
+        size = block_bytes
         while True:
             f.seek(offset)
             chunk = f.read(int(min(size, stop - offset)))
@@ -71,7 +71,11 @@ def read_step_columns(run_dir: str | os.PathLike, columns: Sequence[str], stats:
                 yield rows
     if chunk:
         stats.torn_final_line = True
-        log.warning("%s:%d: skipped a torn final line (an interrupted writer)", block.path, block.lines_seen + 1)
+        warn_torn_final_line(block.path, block.lines_seen + 1)
+
+
+def warn_torn_final_line(path: Path, number: int) -> None:
+    log.warning("%s:%d: skipped a torn final line (an interrupted writer)", path, number)
 
 
 def line_ranges(path: str | os.PathLike, parts: int) -> list[tuple[int, int]]:
