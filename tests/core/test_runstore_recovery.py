@@ -28,6 +28,16 @@ def open_sink(root, **kwargs) -> RunStoreSink:
     return RunStoreSink(root, "run", LAYOUT, manifest_extra={"reward_functions": [{"name": "a"}, {"name": "b"}]}, **kwargs)
 
 
+def write_two_steps_with_distributions(root) -> RunStoreSink:
+    """Steps 1 and 2, each with its distributions record, through a sink that is then closed."""
+    sink = open_sink(root, log_distributions=True)
+    for step in (1, 2):
+        metrics = step_row(step)
+        sink.write_step(StepMetrics(step, metrics.timestamp, LAYOUT, metrics.row, np.ones((2, 3))))
+    sink.close({})
+    return sink
+
+
 def step_row(step: int, reward_mean: float = 0.5) -> StepMetrics:
     row = LAYOUT.new_row()
     row[0], row[1] = step, 1_700_000_000.0 + step
@@ -202,11 +212,7 @@ def test_resume_drops_a_damaged_tail_and_keeps_distributions_in_step(tmp_path):
 
 def test_an_orphan_distributions_record_is_cut_on_reopen(tmp_path):
     """A writer killed between a step's record and its line leaves a record with no line: reopening cuts it."""
-    sink = open_sink(tmp_path, log_distributions=True)
-    for step in (1, 2):
-        metrics = step_row(step)
-        sink.write_step(StepMetrics(step, metrics.timestamp, LAYOUT, metrics.row, np.ones((2, 3))))
-    sink.close({})
+    sink = write_two_steps_with_distributions(tmp_path)
     path = sink.directory / "rewards.f16z"
     whole = path.read_bytes()
     step_2_record = whole[len(whole) // 2:]
@@ -261,11 +267,7 @@ def test_summary_of_things_that_are_not_runs_is_one_line_and_exit_code_2(tmp_pat
 def test_reopening_keeps_the_records_of_a_session_that_logged_distributions_before_one_that_did_not(tmp_path):
     from rewardscope.exporter.runstore import read_distributions
 
-    sink = open_sink(tmp_path, log_distributions=True)
-    for step in (1, 2):
-        metrics = step_row(step)
-        sink.write_step(StepMetrics(step, metrics.timestamp, LAYOUT, metrics.row, np.ones((2, 3))))
-    sink.close({})
+    sink = write_two_steps_with_distributions(tmp_path)
     whole = (sink.directory / "rewards.f16z").read_bytes()
     with open(sink.directory / "rewards.f16z", "ab") as f:
         f.write(b"\x03\x00")  # a torn record header

@@ -8,18 +8,14 @@ import pytest
 pytest.importorskip("torch", reason="the trainer needs torch (rewardscope[train])")
 pytest.importorskip("trl", reason="TRL is a dev dependency (pip install rewardscope[trl])")
 
-from rewardscope.trainer.data import chat_messages, generate_problems
+from rewardscope.trainer.data import generate_problems
 from rewardscope.trainer.rewards import check_answer, format_exact
 
 pytestmark = pytest.mark.slow  # a training run
 
 
 def test_trl_run_keeps_completions_as_evidence_and_probe_answers(tiny_model, tmp_path):
-    import torch
-    from datasets import Dataset
-    from peft import LoraConfig
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl_support import train_tiny_trl
 
     from rewardscope import RewardMonitor
     from rewardscope.alerting.engine import AlertEngine
@@ -27,32 +23,15 @@ def test_trl_run_keeps_completions_as_evidence_and_probe_answers(tiny_model, tmp
     from rewardscope.integrations.trl import RewardScopeCallback, reward_specs
     from rewardscope.trainer.probes import ProbeRecorder, read_probes
 
-    torch.set_num_threads(1)
     functions = [format_exact, check_answer]
-    problems = generate_problems(64, seed=0)
-    dataset = Dataset.from_list([{"prompt": chat_messages(p.question), "answer": p.answer} for p in problems])
+    problems = generate_problems(64, seed=0)  # the problems train_tiny_trl trains on
     # Any update moves the KL above this threshold: the alert fires at the first step with a non-zero KL.
     engine = AlertEngine.default({"alerts": {"kl_too_high": {"threshold": 1e-7, "for_steps": 1}}})
     monitor = RewardMonitor("trl-evidence", reward_specs(functions), group_size=4, run_dir=tmp_path, alerts=engine)
     probes = ProbeRecorder(monitor.run_directory, ["What is 2 + 3?", "What is 9 - 4?"], every=1, total_steps=3,
                            expected=["5", "5"])
     callback = RewardScopeCallback(monitor, probes=probes, probe_max_new_tokens=12)
-    args = GRPOConfig(
-        output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, max_steps=3, per_device_train_batch_size=8,
-        num_generations=4, max_completion_length=16, beta=0.04, learning_rate=1e-3, logging_steps=1,
-        save_strategy="no", report_to="none", disable_tqdm=True, seed=0,
-    )
-    trainer = GRPOTrainer(
-        model=AutoModelForCausalLM.from_pretrained(str(tiny_model)),
-        reward_funcs=callback.wrap(functions),
-        args=args,
-        train_dataset=dataset,
-        processing_class=AutoTokenizer.from_pretrained(str(tiny_model)),
-        peft_config=LoraConfig(r=8, lora_alpha=16, target_modules="all-linear", task_type="CAUSAL_LM"),
-        callbacks=[callback],
-    )
-    trainer.remove_callback(PrinterCallback)
-    trainer.train()
+    train_tiny_trl(tiny_model, tmp_path / "out", callback, functions)
     monitor.close()
 
     (record,) = read_evidence(tmp_path / "trl-evidence")

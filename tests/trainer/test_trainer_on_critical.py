@@ -94,30 +94,15 @@ def test_on_critical_stop_needs_the_in_process_alerts(make_config):
 @pytest.mark.slow
 def test_trl_stops_on_a_critical_alert_through_trainer_control(tiny_path, tmp_path):
     pytest.importorskip("trl", reason="TRL is a dev dependency (pip install rewardscope[trl])")
-    import torch
-    from datasets import Dataset
-    from transformers import AutoModelForCausalLM, AutoTokenizer, PrinterCallback
-    from trl import GRPOConfig, GRPOTrainer
+    from trl_support import train_tiny_trl
 
     from rewardscope.integrations.trl import RewardScopeCallback, reward_specs
-    from rewardscope.trainer.data import chat_messages, generate_problems
 
-    torch.set_num_threads(1)
     CALLS["n"] = 0
-    problems = generate_problems(64, seed=0)
-    dataset = Dataset.from_list([{"prompt": chat_messages(p.question), "answer": p.answer} for p in problems])
     monitor = RewardMonitor("trl-stop", reward_specs([flat_after_two]), group_size=4, run_dir=tmp_path, alerts=True)
     callback = RewardScopeCallback(monitor, on_critical="stop")
-    args = GRPOConfig(
-        output_dir=str(tmp_path / "out"), use_cpu=True, bf16=False, max_steps=8, per_device_train_batch_size=8,
-        num_generations=4, max_completion_length=8, beta=0.0, learning_rate=1e-4, logging_steps=1,
-        save_strategy="no", report_to="none", disable_tqdm=True, seed=0,
-    )
-    trainer = GRPOTrainer(model=AutoModelForCausalLM.from_pretrained(str(tiny_path)),
-                          reward_funcs=callback.wrap([flat_after_two]), args=args, train_dataset=dataset,
-                          processing_class=AutoTokenizer.from_pretrained(str(tiny_path)), callbacks=[callback])
-    trainer.remove_callback(PrinterCallback)
-    trainer.train()
+    trainer = train_tiny_trl(tiny_path, tmp_path / "out", callback, [flat_after_two], lora=False, max_steps=8,
+                             max_completion_length=8, beta=0.0, learning_rate=1e-4)
     monitor.close()
 
     assert callback.recorded_steps == [1, 2, 3, 4, 5] and trainer.state.global_step == 5
